@@ -1,0 +1,82 @@
+"""The ``facerec`` command line: wires the command modules and turns domain errors into one line.
+
+Each command lives in ``facerec/commands/<name>.py`` and only parses options and calls a library
+function. Set ``FACEREC_DEBUG=1`` to see the traceback behind an error message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import typer
+
+from facerec.errors import FacerecError
+
+COMMAND_MODULES = (
+    "ingest",
+    "landmarks",
+    "features",
+    "canonical",
+    "build",
+    "inspect_store",
+    "train",
+    "evaluate",
+    "eval_lfw",
+    "autoencoder",
+    "embed",
+    "demo",
+)
+
+app = typer.Typer(
+    name="facerec",
+    help="Face recognition, data pipeline first: ingest -> landmarks -> features -> canonical -> train -> evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"facerec.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"facerec.commands.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(rich_tracebacks=False, show_path=False)],
+    )
+    for noisy in ("py4j", "pyspark", "matplotlib", "PIL", "urllib3", "fsspec", "httpx", "numcodecs"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console entry point."""
+    configure_logging(verbose=os.environ.get("FACEREC_VERBOSE") == "1")
+    try:
+        app()
+    except FacerecError as exc:
+        if os.environ.get("FACEREC_DEBUG") == "1":
+            raise
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

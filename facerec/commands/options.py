@@ -1,0 +1,19 @@
+"""Option types shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Store = Annotated[str, typer.Option("--store", help="Store root: a local folder or an fsspec URL (file://, s3://, hdfs://).")]
+Extractor = Annotated[str, typer.Option("--extractor", help="Landmark extractor: mediapipe (478 points), dlib (68) or template (placeholder).")]
+Master = Annotated[Optional[str], typer.Option("--master", help="Spark master URL; default local[*].")]
+Conf = Annotated[Optional[list[str]], typer.Option("--conf", help="Extra Spark config as key=value; repeatable.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo a finished stage instead of leaving it alone.")]
+ImgSize = Annotated[int, typer.Option("--img-size", help="Side of the aligned square crop in pixels.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
+RunDir = Annotated[Path, typer.Option("--run", help="A run folder written by facerec train.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Run folder to write config, metrics, checkpoints and plots to.")]

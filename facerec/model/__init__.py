@@ -1,0 +1,1 @@
+"""Backbones, margin heads, training loops, metrics and the landmark autoencoder."""

@@ -1,0 +1,1 @@
+"""Offline batch stages: sources, extractors, pose, alignment, heatmaps, canonical shapes, Spark runner."""

@@ -1,0 +1,1 @@
+"""Extractors of facial landmarks behind one small interface."""

@@ -1,0 +1,1 @@
+"""Opening, validating and reading a store; the torch datasets and samplers."""

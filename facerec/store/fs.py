@@ -1,0 +1,115 @@
+"""Filesystem access for stores: local paths and any fsspec URL (file://, s3://, hdfs://, ...).
+
+Every output is written under a temporary name and committed by rename, so a reader never sees a
+half-written part and an interrupted stage leaves only ``.tmp-*`` debris that the next run removes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from facerec.errors import StoreError
+
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A filesystem plus a path on it; ``str(loc)`` gives back a URL usable by fsspec and Spark."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+    url: str
+
+    def child(self, *parts: str) -> "Location":
+        path = "/".join([self.path.rstrip("/"), *parts])
+        url = "/".join([self.url.rstrip("/"), *parts])
+        return Location(self.fs, path, url)
+
+    def exists(self) -> bool:
+        return self.fs.exists(self.path)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def resolve(url_or_path: str) -> Location:
+    fs, path = fsspec.core.url_to_fs(str(url_or_path))
+    url = str(url_or_path) if "://" in str(url_or_path) else fs._strip_protocol(path)
+    return Location(fs, path, url)
+
+
+def _tmp_name(loc: Location) -> Location:
+    parent, _, name = loc.path.rstrip("/").rpartition("/")
+    uparent, _, _ = loc.url.rstrip("/").rpartition("/")
+    tmp = f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{name}"
+    return Location(loc.fs, f"{parent}/{tmp}", f"{uparent}/{tmp}")
+
+
+def commit(tmp: Location, final: Location) -> None:
+    """Move ``tmp`` onto ``final`` (rename on local disks); the final name appears whole or not at all."""
+    try:
+        if final.fs.exists(final.path):
+            final.fs.rm(final.path, recursive=True)
+        final.fs.mv(tmp.path, final.path, recursive=True)
+    except OSError as exc:
+        raise StoreError(f"cannot commit {final}: {exc}") from exc
+
+
+def write_parquet_atomic(table: pa.Table, loc: Location, **kwargs: Any) -> None:
+    """Write one Parquet file under a temporary name, then rename it into place."""
+    tmp = _tmp_name(loc)
+    try:
+        loc.fs.makedirs(loc.path.rpartition("/")[0], exist_ok=True)
+        with loc.fs.open(tmp.path, "wb") as fh:
+            pq.write_table(table, fh, **{"compression": "zstd", **kwargs})
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise StoreError(f"cannot write {loc}: {exc}") from exc
+    commit(tmp, loc)
+
+
+def write_json_atomic(obj: Any, loc: Location) -> None:
+    tmp = _tmp_name(loc)
+    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    try:
+        loc.fs.makedirs(loc.path.rpartition("/")[0], exist_ok=True)
+        with loc.fs.open(tmp.path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise StoreError(f"cannot write {loc}: {exc}") from exc
+    commit(tmp, loc)
+
+
+def read_json(loc: Location) -> Any:
+    with loc.fs.open(loc.path, "rb") as fh:
+        return json.load(io.TextIOWrapper(fh, encoding="utf-8"))
+
+
+def remove_tmp_debris(folder: Location) -> int:
+    """Delete leftovers of interrupted writes in ``folder``; returns how many were removed."""
+    if not folder.exists():
+        return 0
+    removed = 0
+    for entry in folder.fs.ls(folder.path, detail=False):
+        if entry.rstrip("/").rpartition("/")[2].startswith(TMP_PREFIX):
+            folder.fs.rm(entry, recursive=True)
+            removed += 1
+    return removed
+
+
+def _remove_quietly(loc: Location) -> None:
+    try:
+        if loc.fs.exists(loc.path):
+            loc.fs.rm(loc.path, recursive=True)
+    except OSError:
+        pass

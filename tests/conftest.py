@@ -1,0 +1,60 @@
+"""Shared fixtures: where the real LFW data is, and small real-face folders built from it.
+
+The LFW tests skip with a reason when ``../shared/data/lfw`` is absent, except under CI (``CI=true``),
+where a missing data folder fails: a green CI must mean the real-face tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LFW_DIR = Path(os.environ.get("FACEREC_LFW_DIR", REPO.parent / "shared" / "data" / "lfw")).resolve()
+
+
+def _require_lfw() -> Path:
+    images = LFW_DIR / "lfw-deepfunneled"
+    if images.is_dir():
+        return LFW_DIR
+    msg = f"LFW data not found at {LFW_DIR} (set FACEREC_LFW_DIR)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg + ": under CI the real-face tests must run")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def lfw_dir() -> Path:
+    """The LFW folder holding lfw-deepfunneled/ and pairs.txt."""
+    return _require_lfw()
+
+
+def lfw_identities(lfw: Path, min_images: int = 1) -> list[tuple[str, list[Path]]]:
+    """Identities in sorted order with their sorted image paths."""
+    root = lfw / "lfw-deepfunneled"
+    out = []
+    for person in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = sorted(person.glob("*.jpg"))
+        if len(images) >= min_images:
+            out.append((person.name, images))
+    return out
+
+
+def make_image_folder(dest: Path, lfw: Path, num_identities: int, per_identity: int, min_images: int = 2) -> Path:
+    """An ImageFolder of symlinks to real LFW images (nothing copied): ``dest/<identity>/<image>``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, images in lfw_identities(lfw, min_images)[:num_identities]:
+        (dest / name).mkdir(exist_ok=True)
+        for img in images[:per_identity]:
+            link = dest / name / img.name
+            if not link.exists():
+                link.symlink_to(img)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def lfw_small_folder(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 120 real LFW images of 30 people with 4+ images each."""
+    return make_image_folder(tmp_path_factory.mktemp("lfw_small"), lfw_dir, 30, 4, min_images=4)
