@@ -104,7 +104,8 @@ def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, m
         for bar, v in zip(bars, values):
             if v is None:
                 bar.set_alpha(0.0)
-                ax.text(bar.get_x() + bar.get_width() / 2, 0.02, "n/a", ha="center", fontsize=7, rotation=90)
+                ax.text(bar.get_x() + bar.get_width() / 2, 0.03, "n/a", ha="center", fontsize=7, rotation=90,
+                        transform=ax.get_xaxis_transform())
     ax.set_xticks(range(len(bins)))
     ax.set_xticklabels([f"|yaw| {b}" for b in bins])
     ax.set_ylabel(metric_name)

@@ -50,6 +50,8 @@ def _open(data: bytes | None) -> Image.Image:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise ImageRejected(CORRUPT, f"not a readable image: {exc}") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(TOO_LARGE, str(exc)) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected(CORRUPT, f"cannot open image: {exc}") from exc
     w, h = img.size

@@ -77,10 +77,12 @@ def run_shards(
     work: Callable[[int], dict[str, Any]],
     *,
     description: str = "stage",
+    max_parallel: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``work(shard)`` once per shard as Spark tasks; returns the summaries in shard order.
 
     Each shard is its own partition, so Spark's retry of a failed task redoes exactly one shard.
+    ``max_parallel`` caps the number of partitions (a task then runs several shards one after another).
     """
     if not shards:
         return []
@@ -97,7 +99,8 @@ def run_shards(
 
     sc = spark.sparkContext
     sc.setJobDescription(description)
-    rdd = sc.parallelize([(int(s),) for s in shards], numSlices=len(shards))
+    slices = len(shards) if max_parallel is None else max(1, min(len(shards), max_parallel))
+    rdd = sc.parallelize([(int(s),) for s in shards], numSlices=slices)
     frame = spark.createDataFrame(rdd, "shard INT")
     rows = frame.mapInArrow(task, _SUMMARY_DDL).collect()
     summaries = sorted(((r["shard"], json.loads(r["summary"])) for r in rows), key=lambda x: x[0])

@@ -94,11 +94,27 @@ IDENTITIES = _schema(
     ],
 )
 
+# Output of `facerec embed` (not part of a store): one row per input image, in input order.
+EMBEDDINGS = _schema(
+    "embeddings",
+    [
+        pa.field("path", pa.string(), nullable=False),        # the input file as given
+        pa.field("detected", pa.bool_(), nullable=False),     # a face was found and aligned
+        pa.field("embedding", pa.list_(pa.float32())),        # L2-normalised, mirror-summed; null without a face
+        pa.field("status", pa.string(), nullable=False),      # "ok" or a reason code
+        pa.field("error", pa.string()),
+        pa.field("yaw", pa.float32()),                        # degrees, as in the landmarks table
+        pa.field("pitch", pa.float32()),
+        pa.field("roll", pa.float32()),
+    ],
+)
+
 TABLES: dict[str, pa.Schema] = {
     "samples": SAMPLES,
     "landmarks": LANDMARKS,
     "feature_index": FEATURE_INDEX,
     "identities": IDENTITIES,
+    "embeddings": EMBEDDINGS,
 }
 
 

@@ -1,0 +1,87 @@
+"""dlib's ResNet face embedder (128-D), as a reference point on LFW: HOG detector, 5-point shape
+predictor, ``get_face_chip`` alignment (150 px, padding 0.25), ``compute_face_descriptor``.
+
+The model files come from the ``face-recognition-models`` package: its folder is located with
+``importlib.util.find_spec`` (importing it needs pkg_resources). ``DLIB_MODELS_DIR`` overrides it.
+
+Images where the HOG detector (upsample 1) finds no face are not dropped: the whole image is used as
+the face box for the shape predictor (LFW images are 250 px crops centred on the face), and the count
+of such fall-backs is reported (``DlibEmbedder.counts``). Where several faces are found, the largest
+one nearest the centre is used (``pick_primary_face``), as the landmark extractors do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from facerec.errors import FacerecError
+from facerec.pipeline.extractors.base import pick_primary_face
+
+log = logging.getLogger(__name__)
+
+MODELS_ENV = "DLIB_MODELS_DIR"
+SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
+EMBEDDING_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+DETECTED, MULTIPLE, WHOLE_IMAGE = "detected", "multiple_faces", "no_face_whole_image"
+
+
+def dlib_model_file(name: str) -> Path:
+    """Path of a dlib model file from ``$DLIB_MODELS_DIR`` or face-recognition-models' ``models/``."""
+    override = os.environ.get(MODELS_ENV)
+    folders = [Path(override)] if override else []
+    spec = importlib.util.find_spec("face_recognition_models")
+    folders += [Path(f) / "models" for f in (spec.submodule_search_locations or [])] if spec else []
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    where = ", ".join(map(str, folders)) or "package face-recognition-models is not installed"
+    raise FacerecError(f"dlib model {name} not found (looked in: {where}); install face-recognition-models==0.3.0 "
+                       f"or set {MODELS_ENV} to a folder holding it")
+
+
+class DlibEmbedder:
+    """``embed(rgb) -> (float32 [128], how the face box was found)``.
+
+    dlib's descriptors are not unit length (norms about 1.4-1.6); dlib compares them by Euclidean
+    distance (same person below about 0.6).
+    """
+
+    name = "dlib"
+    embedding_size = 128
+
+    def __init__(self, upsample: int = 1, num_jitters: int = 0) -> None:
+        import dlib
+
+        self.upsample, self.num_jitters = upsample, num_jitters
+        self._detector = dlib.get_frontal_face_detector()
+        self._shape = dlib.shape_predictor(str(dlib_model_file(SHAPE_MODEL)))
+        self._net = dlib.face_recognition_model_v1(str(dlib_model_file(EMBEDDING_MODEL)))
+        self._rect = dlib.rectangle
+        self._get_face_chip = dlib.get_face_chip
+        self.counts: Counter[str] = Counter()
+
+    def face_box(self, rgb: np.ndarray):
+        """The dlib rectangle to align on, and how it was found (a ``counts`` key)."""
+        rects = list(self._detector(rgb, self.upsample))
+        h, w = rgb.shape[:2]
+        if not rects:
+            return self._rect(0, 0, w - 1, h - 1), WHOLE_IMAGE
+        if len(rects) == 1:
+            return rects[0], DETECTED
+        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.float64)
+        return rects[pick_primary_face(boxes, w, h)], MULTIPLE
+
+    def embed(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise FacerecError(f"dlib embedder expects an RGB uint8 image [H, W, 3], got {rgb.dtype} {rgb.shape}")
+        rgb = np.ascontiguousarray(rgb)
+        box, how = self.face_box(rgb)
+        self.counts[how] += 1
+        chip = self._get_face_chip(rgb, self._shape(rgb, box), size=150, padding=0.25)
+        return np.asarray(self._net.compute_face_descriptor(chip, self.num_jitters), dtype=np.float32), how

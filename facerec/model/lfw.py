@@ -1,0 +1,245 @@
+"""LFW View 2 verification: the pairs file, per-image embedding caches, and the 10-fold report.
+
+pairs.txt (official layout): a header ``10<TAB>300``, then 10 folds, each 300 same-person lines
+``name<TAB>i<TAB>j`` followed by 300 different-person lines ``name1<TAB>i<TAB>name2<TAB>j``; image
+numbers are 1-based, the file is ``<images>/<name>/<name>_%04d.jpg``. The folds are disjoint in people.
+
+Embedders: ``dlib`` (``facerec.model.dlib_embedder``, one image at a time, scored by Euclidean
+distance, the metric it was trained for) or a trained run (``facerec.model.lfw_run``... see
+``embed_lfw_with_run``: the pairs' images go through the same ingest -> landmarks -> features path as
+training, into an LFW store, and are embedded with the mirror convention; scored by cosine).
+Per-image embeddings are cached in ``<out>/embeddings-<name>.npz`` and reused, so an interrupted
+evaluation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facerec.errors import ConfigError, SourceError
+
+log = logging.getLogger(__name__)
+
+IMAGE_DIRS = ("lfw-deepfunneled", "lfw_funneled", "lfw")
+RESULT_FILE = "lfw.json"
+METRICS = ("cosine", "euclidean")
+
+
+@dataclass(frozen=True)
+class LFWPair:
+    name_a: str
+    num_a: int
+    name_b: str
+    num_b: int
+    same: bool
+    fold: int            # 0-based
+
+    @property
+    def path_a(self) -> str:
+        return lfw_relpath(self.name_a, self.num_a)
+
+    @property
+    def path_b(self) -> str:
+        return lfw_relpath(self.name_b, self.num_b)
+
+
+def lfw_relpath(name: str, number: int) -> str:
+    """``name/name_%04d.jpg`` (number 1-based), relative to the images folder."""
+    return f"{name}/{name}_{number:04d}.jpg"
+
+
+def read_pairs(path: Path | str) -> list[LFWPair]:
+    """Parse a View 2 pairs file, checking its layout: every fold holds n same then n different pairs."""
+    path = Path(path)
+    try:
+        lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError as exc:
+        raise SourceError(f"cannot read LFW pairs file {path}: {exc}") from exc
+    if not lines or len(lines[0]) != 2 or not all(f.isdigit() for f in lines[0]):
+        raise SourceError(f"{path}: expected a header line '<folds> <pairs per half>' (e.g. '10 300'), "
+                          f"found {' '.join(lines[0]) if lines else 'an empty file'!r}")
+    folds, per = int(lines[0][0]), int(lines[0][1])
+    body = lines[1:]
+    if len(body) != folds * 2 * per:
+        raise SourceError(f"{path}: header says {folds} folds x {2 * per} pairs = {folds * 2 * per} lines, "
+                          f"found {len(body)}")
+    pairs = []
+    for i, fields in enumerate(body):
+        fold, within = divmod(i, 2 * per)
+        same = within < per
+        try:
+            if same and len(fields) == 3:
+                pairs.append(LFWPair(fields[0], int(fields[1]), fields[0], int(fields[2]), True, fold))
+            elif not same and len(fields) == 4:
+                pairs.append(LFWPair(fields[0], int(fields[1]), fields[2], int(fields[3]), False, fold))
+            else:
+                kind = "same-person 'name i j'" if same else "different-person 'name1 i name2 j'"
+                raise SourceError(f"{path} line {i + 2}: expected a {kind} line (fold {fold + 1}), "
+                                  f"found {' '.join(fields)!r}")
+        except ValueError:
+            raise SourceError(f"{path} line {i + 2}: image numbers must be integers, found {' '.join(fields)!r}") from None
+    return pairs
+
+
+def subset_pairs(pairs: Sequence[LFWPair], per_fold: int | None) -> list[LFWPair]:
+    """The first ``per_fold`` same and first ``per_fold`` different pairs of every fold (quick runs)."""
+    if per_fold is None:
+        return list(pairs)
+    out, seen = [], {}
+    for p in pairs:
+        key = (p.fold, p.same)
+        if seen.get(key, 0) < per_fold:
+            seen[key] = seen.get(key, 0) + 1
+            out.append(p)
+    return out
+
+
+def lfw_images_dir(lfw_dir: Path | str) -> Path:
+    """The folder of identity sub-folders: ``lfw_dir`` itself or one of its usual sub-folders."""
+    lfw_dir = Path(lfw_dir)
+    for name in IMAGE_DIRS:
+        if (lfw_dir / name).is_dir():
+            return lfw_dir / name
+    if lfw_dir.is_dir() and any(p.is_dir() for p in lfw_dir.iterdir()):
+        return lfw_dir
+    raise SourceError(f"{lfw_dir}: no LFW images folder (expected one of {', '.join(IMAGE_DIRS)} or identity folders)")
+
+
+def pair_images(pairs: Sequence[LFWPair]) -> list[str]:
+    """Distinct relative image paths the pairs need, sorted."""
+    return sorted({p.path_a for p in pairs} | {p.path_b for p in pairs})
+
+
+# ------------------------------------------------------------------------------------------- cache
+class EmbeddingCache:
+    """Per-image embeddings in one ``.npz`` (relative path -> float32 [E], plus how it was found)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.vectors: dict[str, np.ndarray] = {}
+        self.how: dict[str, str] = {}
+        if self.path.exists():
+            with np.load(self.path, allow_pickle=False) as data:
+                for key, vec, how in zip(data["paths"], data["embeddings"], data["how"]):
+                    self.vectors[str(key)] = vec
+                    self.how[str(key)] = str(how)
+            log.info("reusing %d cached embeddings from %s", len(self.vectors), self.path)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.vectors
+
+    def put(self, key: str, vector: np.ndarray, how: str) -> None:
+        self.vectors[key] = np.asarray(vector, dtype=np.float32)
+        self.how[key] = how
+
+    def save(self) -> None:
+        if not self.vectors:
+            return
+        keys = sorted(self.vectors)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, paths=np.array(keys), embeddings=np.stack([self.vectors[k] for k in keys]),
+                     how=np.array([self.how[k] for k in keys]))
+        os.replace(tmp, self.path)
+
+
+def embed_images_one_by_one(images_dir: Path, relpaths: Sequence[str], cache: EmbeddingCache,
+                            embed: Callable[[np.ndarray], tuple[np.ndarray, str]], *, save_every: int = 100) -> None:
+    """Fill ``cache`` for every path not in it: decode, ``embed(rgb) -> (vector, how)``; saves as it goes."""
+    from tqdm.auto import tqdm
+
+    from facerec.pipeline.decode import decode_rgb
+
+    todo = [p for p in relpaths if p not in cache]
+    log.info("%d of %d images to embed (%d cached)", len(todo), len(relpaths), len(relpaths) - len(todo))
+    t0 = time.perf_counter()
+    for i, rel in enumerate(tqdm(todo, desc="embedding LFW images", disable=None), start=1):
+        path = images_dir / rel
+        try:
+            rgb = decode_rgb(path.read_bytes())
+        except OSError as exc:
+            raise SourceError(f"cannot read LFW image {path}: {exc}") from exc
+        vector, how = embed(rgb)
+        cache.put(rel, vector, how)
+        if i % save_every == 0:
+            cache.save()
+            log.info("%d/%d images embedded, %.2f s/image", i, len(todo), (time.perf_counter() - t0) / i)
+    cache.save()
+
+
+# ------------------------------------------------------------------------------------------- scoring
+def score_lfw_pairs(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], metric: str) -> np.ndarray:
+    """One score per pair, higher = more alike: cosine similarity or minus the Euclidean distance."""
+    from facerec.model.verification import cosine_scores
+
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+    missing = sorted({k for p in pairs for k in (p.path_a, p.path_b) if k not in vectors})
+    if missing:
+        raise ConfigError(f"no embedding for {len(missing)} LFW images (first: {missing[0]})")
+    a = np.stack([vectors[p.path_a] for p in pairs]).astype(np.float64)
+    b = np.stack([vectors[p.path_b] for p in pairs]).astype(np.float64)
+    if metric == "cosine":
+        return cosine_scores(a, b)
+    return -np.linalg.norm(a - b, axis=1)
+
+
+def lfw_report(pairs: Sequence[LFWPair], scores: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """10-fold accuracy (threshold on 9 folds), AUC and TAR@FAR over all pairs, and the ROC points."""
+    from facerec.model.metrics import verification_metrics
+    from facerec.model.verification import ten_fold_accuracy
+
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    metrics, roc = verification_metrics(scores, same)
+    return {"ten_fold": ten_fold_accuracy(scores, same, folds).to_dict(), "verification": metrics.to_dict()}, roc
+
+
+def write_lfw_result(out: Path, report: dict, roc: tuple[np.ndarray, np.ndarray], label: str) -> Path:
+    from facerec.model.plots import plot_roc
+
+    out.mkdir(parents=True, exist_ok=True)
+    plot_roc({label: (roc[0], roc[1], report["verification"]["auc"])}, out / f"lfw_roc_{label}.png",
+             title="LFW View 2 ROC")
+    path = out / f"lfw_{label}.json"
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def eval_lfw_dlib(lfw_dir: Path | str, out: Path | str, *, pairs_file: Path | str | None = None,
+                  per_fold: int | None = None, metric: str = "euclidean", upsample: int = 1) -> dict:
+    """dlib's embedder on LFW View 2; writes ``out/lfw_dlib.json`` and the ROC plot; returns the report."""
+    from facerec.model.dlib_embedder import DlibEmbedder
+
+    lfw_dir, out = Path(lfw_dir), Path(out)
+    pairs = subset_pairs(read_pairs(pairs_file or lfw_dir / "pairs.txt"), per_fold)
+    images = lfw_images_dir(lfw_dir)
+    embedder = DlibEmbedder(upsample=upsample)
+    cache = EmbeddingCache(out / f"embeddings-dlib-up{upsample}.npz")
+
+    embed_images_one_by_one(images, pair_images(pairs), cache, embedder.embed)
+    scores = score_lfw_pairs(pairs, cache.vectors, metric)
+    report, roc = lfw_report(pairs, scores)
+    needed = pair_images(pairs)
+    hows: dict[str, int] = {}
+    for k in needed:
+        hows[cache.how[k]] = hows.get(cache.how[k], 0) + 1
+    report.update({"embedder": "dlib", "metric": metric, "mirror": False, "upsample": upsample,
+                   "num_pairs": len(pairs), "num_images": len(needed), "face_boxes": hows,
+                   "pairs_per_fold_half": per_fold, "lfw_dir": str(lfw_dir)})
+    write_lfw_result(out, report, roc, "dlib")
+    t = report["ten_fold"]
+    log.info("LFW dlib: %.2f%% +- %.2f over %d folds, AUC %.4f (%d pairs; boxes %s)", 100 * t["mean"], 100 * t["std"],
+             len(t["fold_accuracies"]), report["verification"]["auc"], len(pairs), hows)
+    return report

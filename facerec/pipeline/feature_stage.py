@@ -1,0 +1,332 @@
+"""The features stage: samples + landmarks -> aligned crops, aligned landmarks, heatmaps, masks in Zarr.
+
+The driver creates the Zarr group (``facerec.store.feature_arrays``) with its full shape, then Spark runs
+one task per shard (``run_shards``). A task reads its samples and landmarks shards, joins them on
+``sample_id``, and for every row decodes, aligns onto the ArcFace template, renders the 6 group heatmaps
+and the hull mask, and writes rows ``shard * R .. shard * R + n - 1`` of every array: a disjoint,
+chunk-aligned region (chunk rows divide the shard size), so tasks write in parallel without locks.
+It then commits the shard's index table (``FEATURE_INDEX``) by rename; that file marks the shard done.
+A resumed run recomputes only shards without an index file, rewriting their Zarr region whole.
+
+Every sample row gets an index row, so in = ok + rejected:
+- rejected at ingest: the ingest status, zero arrays, ``valid`` false;
+- no face (or landmarks unusable): a centre crop, zero landmarks, heatmaps and mask, ``valid`` false,
+  status from the landmarks stage;
+- otherwise the aligned face, ``valid`` true, status ``ok``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
+from facerec.pipeline.heatmaps import HEATMAP_DTYPES, default_sigma
+from facerec.pipeline.report import ShardCounts, StageResult
+from facerec.schemas import tables
+from facerec.schemas.zarr_layout import FeatureLayout, default_chunk_rows
+from facerec.store.fs import Location
+from facerec.store.layout import StoreLayout, shard_file
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+STAGE = "features"
+NO_FACE = "no_face"   # status when the landmarks row says ok but detected is false
+
+_SAMPLE_COLUMNS = ["sample_id", "identity", "label", "split", "shard", "position", "image", "status"]
+_LANDMARK_COLUMNS = ["sample_id", "num_points", "points", "detected", "yaw", "pitch", "roll", "status"]
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Options of ``facerec features``; the resolved copy is saved in the stage manifest."""
+
+    store: str
+    extractor: str
+    img_size: int = 112
+    sigma: float | None = None           # heatmap sigma in crop pixels; None -> default_sigma(img_size)
+    heatmap_dtype: str = "uint8"
+    compressor: str = "zstd"
+    compression_level: int = 3
+    master: str | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+    overwrite: bool = False
+
+    @property
+    def resolved_sigma(self) -> float:
+        return default_sigma(self.img_size) if self.sigma is None else float(self.sigma)
+
+    def validate(self) -> None:
+        from facerec.pipeline.landmark_sets import LANDMARK_SETS
+        from facerec.store.feature_arrays import COMPRESSORS
+
+        if self.extractor not in LANDMARK_SETS:
+            raise choice_error("extractor", self.extractor, tuple(LANDMARK_SETS))
+        if self.heatmap_dtype not in HEATMAP_DTYPES:
+            raise choice_error("heatmap dtype", self.heatmap_dtype, HEATMAP_DTYPES)
+        if self.compressor not in COMPRESSORS:
+            raise choice_error("compressor", self.compressor, COMPRESSORS)
+        if self.img_size < 16:
+            raise ConfigError(f"--img-size must be at least 16 pixels, got {self.img_size}")
+        if not self.resolved_sigma > 0:
+            raise ConfigError(f"--sigma must be positive, got {self.sigma}")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def read_shard_table(loc: Location, schema: "pa.Schema", columns: list[str]) -> "pa.Table":
+    """``columns`` of one Parquet shard file, after checking its table kind and layout version."""
+    import pyarrow.parquet as pq
+
+    try:
+        with loc.fs.open(loc.path, "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            tables.check_table_schema(pf.schema_arrow, schema, str(loc))
+            return pf.read(columns=columns)
+    except FileNotFoundError as exc:
+        raise StoreError(f"missing shard {loc}") from exc
+
+
+def sample_geometry(store: StoreLayout) -> tuple[int, int, int]:
+    """(shard_size, number of shards, total rows) of a finished samples stage, from its manifest."""
+    if not StoreLayout.is_finished(store.samples):
+        raise StageNotReadyError(f"no finished samples stage at {store.samples}; run `facerec ingest` first")
+    manifest = StoreLayout.read_manifest(store.samples)
+    try:
+        return int(manifest["shard_size"]), int(manifest["num_shards"]), int(manifest["num_rows"])
+    except KeyError as exc:
+        raise StoreError(f"{StoreLayout.manifest(store.samples)} lacks {exc}; rerun `facerec ingest --overwrite`") from exc
+
+
+# ---------------------------------------------------------------------------------------------- one shard
+@dataclass(frozen=True)
+class ShardJob:
+    """What a Spark task needs to compute one shard (picklable; no open handles)."""
+
+    store: str
+    layout: FeatureLayout
+
+    def __call__(self, shard: int) -> dict[str, Any]:
+        return compute_shard(self, shard)
+
+
+def _join(samples: "pa.Table", landmarks: "pa.Table", where: str) -> tuple[list[dict], list[dict | None]]:
+    """Sample rows in position order, each with its landmarks row (None only for ingest rejects)."""
+    rows = sorted(samples.to_pylist(), key=lambda r: r["position"])
+    if [r["position"] for r in rows] != list(range(len(rows))):
+        raise StoreError(f"{where}: sample positions are not 0..{len(rows) - 1}")
+    by_id = {r["sample_id"]: r for r in landmarks.to_pylist()}
+    joined = [by_id.get(r["sample_id"]) for r in rows]
+    missing = [r["sample_id"] for r, lm in zip(rows, joined) if lm is None and r["status"] == tables.STATUS_OK]
+    if missing:
+        raise StoreError(f"{where}: {len(missing)} usable samples have no landmarks row (first {missing[0]}); "
+                         "rerun `facerec landmarks --overwrite`")
+    return rows, joined
+
+
+def _row_features(sample: dict, lm: dict | None, lset, layout: FeatureLayout) -> tuple[str, dict[str, np.ndarray] | None]:
+    """(status, arrays) of one sample; arrays None means all zero. Pure, no I/O."""
+    from facerec.pipeline.alignment import AlignmentError, align_face, center_crop
+    from facerec.pipeline.decode import ImageRejected, decode_rgb
+    from facerec.pipeline.face_mask import face_mask
+    from facerec.pipeline.heatmaps import group_heatmaps, quantize
+    from facerec.schemas import zarr_layout as zl
+
+    if sample["status"] != tables.STATUS_OK:
+        return sample["status"], None
+    try:
+        rgb = decode_rgb(sample["image"])
+    except ImageRejected as exc:
+        return exc.reason, None
+    size = layout.img_size
+    status = lm["status"] if lm["status"] != tables.STATUS_OK else (tables.STATUS_OK if lm["detected"] else NO_FACE)
+    if status == tables.STATUS_OK:
+        points = np.asarray(lm["points"], dtype=np.float32).reshape(-1, 2)
+        try:
+            crop, aligned, _ = align_face(rgb, points, lset, size)
+        except AlignmentError as exc:
+            status = exc.reason
+        else:
+            heat = quantize(group_heatmaps(aligned, lset, size, layout.sigma), layout.heatmap_dtype)
+            return status, {zl.IMAGE: crop, zl.LANDMARKS: aligned, zl.HEATMAPS: heat, zl.MASK: face_mask(aligned, size)}
+    return status, {zl.IMAGE: center_crop(rgb, size)}
+
+
+def compute_shard(job: ShardJob, shard: int) -> dict[str, Any]:
+    """Compute, write and commit one shard; returns its ``ShardCounts`` summary plus timings."""
+    from facerec.pipeline.landmark_sets import landmark_set
+    from facerec.pipeline.landmark_stage import read_samples_shard
+    from facerec.schemas import zarr_layout as zl
+    from facerec.store.feature_arrays import open_feature_group
+    from facerec.store.fs import write_parquet_atomic
+
+    t0 = time.perf_counter()
+    layout, store = job.layout, StoreLayout.at(job.store)
+    lset = landmark_set(layout.extractor)
+    samples = read_samples_shard(store.samples, shard, _SAMPLE_COLUMNS)
+    landmarks = read_shard_table(store.landmarks(layout.extractor).child(shard_file(shard)), tables.LANDMARKS, _LANDMARK_COLUMNS)
+    rows, joined = _join(samples, landmarks, f"shard {shard}")
+    bad = {lm["num_points"] for lm in joined if lm is not None and lm["points"] is not None} - {lset.num_points}
+    if bad:
+        raise StoreError(f"shard {shard}: landmarks have {sorted(bad)} points but {lset.name} has {lset.num_points}")
+
+    group, _ = open_feature_group(StoreLayout.at(job.store).features_zarr(layout.extractor, layout.img_size), mode="r+")
+    n, size, start = len(rows), layout.img_size, shard * layout.shard_size
+    shapes = layout.shapes()
+    landmarks_out = np.zeros((n, layout.num_points, 2), np.float32)
+    valid = np.zeros(n, bool)
+    statuses: list[str] = []
+    counts = ShardCounts()
+    for block in range(0, n, layout.chunk_rows):
+        stop = min(block + layout.chunk_rows, n)
+        out = {name: np.zeros((stop - block, *shapes[name][0][1:]), shapes[name][2])
+               for name in (zl.IMAGE, zl.HEATMAPS, zl.MASK)}
+        for i in range(block, stop):
+            status, arrays = _row_features(rows[i], joined[i], lset, layout)
+            statuses.append(status)
+            counts.add(status)
+            valid[i] = status == tables.STATUS_OK
+            for name, value in (arrays or {}).items():
+                if name == zl.LANDMARKS:
+                    landmarks_out[i] = value
+                else:
+                    out[name][i - block] = value
+        for name, value in out.items():
+            group[name][start + block : start + stop] = value
+    group[zl.LANDMARKS][start : start + n] = landmarks_out
+    group[zl.VALID][start : start + n] = valid
+
+    index = _index_table(rows, joined, statuses, valid, start)
+    write_parquet_atomic(index, store.features_index(layout.extractor, size).child(shard_file(shard)))
+    summary = counts.to_dict()
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    log.info("features shard %d: %d rows, %d ok in %.1f s", shard, n, counts.ok, summary["seconds"])
+    return summary
+
+
+def _index_table(rows: list[dict], joined: list[dict | None], statuses: list[str], valid: np.ndarray, start: int) -> "pa.Table":
+    import pyarrow as pa
+
+    def pose(lm: dict | None, key: str):
+        return None if lm is None else lm[key]
+
+    cols = {
+        "row": [start + i for i in range(len(rows))],
+        "sample_id": [r["sample_id"] for r in rows],
+        "identity": [r["identity"] for r in rows],
+        "label": [r["label"] for r in rows],
+        "split": [r["split"] for r in rows],
+        "valid": valid.tolist(),
+        "yaw": [pose(lm, "yaw") for lm in joined],
+        "pitch": [pose(lm, "pitch") for lm in joined],
+        "roll": [pose(lm, "roll") for lm in joined],
+        "status": statuses,
+    }
+    return pa.Table.from_pydict(cols, schema=tables.FEATURE_INDEX)
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def _index_counts(index_folder: Location, shards: list[int]) -> dict[str, Any]:
+    """Counts of shards finished by an earlier run, from their index files' status column."""
+    counts = ShardCounts()
+    for shard in shards:
+        t = read_shard_table(index_folder.child(shard_file(shard)), tables.FEATURE_INDEX, ["status"])
+        for status in t.column("status").to_pylist():
+            counts.add(status)
+    return counts.to_dict()
+
+
+def plan_layout(config: FeaturesConfig, store: StoreLayout) -> FeatureLayout:
+    """The FeatureLayout this config asks for, from the finished samples and landmarks stages."""
+    from facerec.pipeline.landmark_sets import landmark_set
+
+    lm_folder = store.landmarks(config.extractor)
+    if not StoreLayout.is_finished(lm_folder):
+        raise StageNotReadyError(
+            f"no finished {config.extractor} landmarks at {lm_folder}; run "
+            f"`facerec landmarks --store {config.store} --extractor {config.extractor}` first"
+        )
+    shard_size, _, num_rows = sample_geometry(store)
+    return FeatureLayout(
+        extractor=config.extractor, img_size=config.img_size, num_points=landmark_set(config.extractor).num_points,
+        num_rows=num_rows, shard_size=shard_size, chunk_rows=default_chunk_rows(config.img_size, shard_size),
+        sigma=config.resolved_sigma, heatmap_dtype=config.heatmap_dtype, compressor=config.compressor,
+        compression_level=config.compression_level,
+    )
+
+
+def _prepare_group(config: FeaturesConfig, store: StoreLayout, layout: FeatureLayout) -> bool:
+    """Create (or check) the Zarr group; True when the stage is already finished with this layout."""
+    from facerec.store.feature_arrays import create_feature_group, open_feature_group
+    from facerec.store.fs import remove_tmp_debris
+
+    zloc = store.features_zarr(config.extractor, config.img_size)
+    index = store.features_index(config.extractor, config.img_size)
+    if config.overwrite or not zloc.exists():
+        if index.exists():
+            index.fs.rm(index.path, recursive=True)      # an index without its arrays means nothing
+        create_feature_group(zloc, layout, overwrite=True)
+        return False
+    _, found = open_feature_group(zloc)
+    if found != layout:
+        diff = {k: (v, getattr(layout, k)) for k, v in dataclasses.asdict(found).items() if getattr(layout, k) != v}
+        raise StoreError(
+            f"{zloc} was built with other settings (found vs asked: {diff}); rerun with --overwrite to rebuild it"
+        )
+    remove_tmp_debris(index)
+    return StoreLayout.is_finished(index)
+
+
+def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) -> StageResult:
+    """Run (or resume) the features stage; returns counts in = ok + rejected over all shards."""
+    from facerec.pipeline.landmark_stage import finished_shards
+    from facerec.pipeline.spark import run_shards, spark_session
+    from facerec.store.fs import write_json_atomic
+
+    t0 = time.perf_counter()
+    config.validate()
+    store = StoreLayout.at(config.store)
+    layout = plan_layout(config, store)
+    index = store.features_index(config.extractor, config.img_size)
+    result = StageResult(stage=STAGE, output=str(store.features_zarr(config.extractor, config.img_size)))
+    if _prepare_group(config, store, layout):
+        result.skipped_stage = True
+        result.merge(StoreLayout.read_manifest(index)["counts"])
+        return result
+
+    shards = list(range(-(-layout.num_rows // layout.shard_size)))
+    done = finished_shards(index) & set(shards)
+    todo = [s for s in shards if s not in done]
+    result.shards_skipped = len(shards) - len(todo)
+    result.merge(_index_counts(index, sorted(done)))
+    log.info("features %s: %d shards to compute, %d already done", layout.name, len(todo), len(done))
+    if todo:
+        spark = spark or spark_session(config.master, config.conf, app_name="facerec-features")
+        summaries = run_shards(spark, todo, ShardJob(config.store, layout), description=f"features {layout.name}")
+        for summary in summaries:
+            result.merge(summary)
+        result.shards_done = len(summaries)
+        shard_seconds = [s["seconds"] for s in summaries]
+    else:
+        shard_seconds = []
+    result.seconds = time.perf_counter() - t0
+    if result.rows_in != layout.num_rows:
+        raise StoreError(f"features: {result.rows_in} index rows but the samples hold {layout.num_rows}")
+    result.check_balanced()
+    result.extra = {"valid": result.ok, "heatmap_dtype": layout.heatmap_dtype, "sigma": layout.sigma}
+    manifest = {
+        "stage": STAGE, "layout_version": layout.layout_version, "config": dataclasses.asdict(config),
+        "layout": dataclasses.asdict(layout), "counts": result.to_dict(), "seconds": round(result.seconds, 3),
+        "timings": {"total_s": round(result.seconds, 3), "shard_s": shard_seconds},
+    }
+    write_json_atomic(manifest, StoreLayout.manifest(index))
+    return result
+

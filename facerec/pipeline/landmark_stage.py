@@ -1,0 +1,235 @@
+"""The landmarks stage: ``samples/shard-N`` -> ``landmarks/<extractor>/shard-N`` (schema ``LANDMARKS``).
+
+Every samples row gives exactly one landmarks row at the same shard and position, so the two tables
+line up row for row (as the feature arrays do). Only rows with status ``ok`` are decoded and given to
+the extractor; a row rejected at ingest is not processed and keeps its ingest reason as its status
+(``error`` says "rejected at ingest: ..."). Row statuses:
+
+- ``ok``: landmarks found (``detected`` true); yaw/pitch/roll are null only if the pose solver failed;
+- ``no_face``: decoded fine, the extractor found no face (``detected`` false, no points);
+- a decode reason (``decode.CORRUPT``, ``TRUNCATED``, ...) when the bytes do not decode;
+- ``extractor_error``: the extractor raised; the message is in ``error``, the job goes on.
+
+The template extractor's rows carry ``placeholder=True`` and ``detected=True`` (its mean-face points are
+usable by later stages, but nothing was detected: ``num_faces`` 0, ``score`` null).
+
+The driver runs one Spark task per missing shard (``facerec.pipeline.spark.run_shards``); each Python
+worker creates its extractor once (``get_extractor``), each task writes its shard under a temporary name
+and renames it. A finished stage (``_manifest.json``) is not redone unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from facerec.errors import StageNotReadyError, StoreError
+from facerec.pipeline.decode import ImageRejected, decode_rgb
+from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
+from facerec.pipeline.landmark_sets import LandmarkSet, landmark_set
+from facerec.pipeline.report import ShardCounts, StageResult
+from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK, check_table_schema
+from facerec.store import fs
+from facerec.store.fs import Location
+from facerec.store.layout import StoreLayout, shard_file
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+NO_FACE = "no_face"
+EXTRACTOR_ERROR = "extractor_error"
+_SHARD_RE = re.compile(r"shard-(\d{5})\.parquet$")
+_INPUT_COLUMNS = ["sample_id", "shard", "position", "image", "status", "error"]
+
+
+@dataclass(frozen=True)
+class LandmarksConfig:
+    store: str
+    extractor: str = "mediapipe"
+    master: str | None = None                 # Spark master URL; None: local[*]
+    conf: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None             # at most this many Spark tasks at once (None: one per shard)
+    overwrite: bool = False
+
+
+# ------------------------------------------------------------------------------------------- rows
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _empty_row(extractor: LandmarkExtractor, lset: LandmarkSet, sample: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "sample_id": sample["sample_id"], "shard": sample["shard"], "position": sample["position"],
+        "extractor": extractor.name, "num_points": lset.num_points, "points": None, "detected": False,
+        "num_faces": 0, "score": None, "bbox": None, "yaw": None, "pitch": None, "roll": None,
+        "placeholder": bool(extractor.placeholder), "status": STATUS_OK, "error": None,
+    }
+
+
+def extract_landmarks_row(extractor: LandmarkExtractor, lset: LandmarkSet, sample: Mapping[str, Any]) -> dict[str, Any]:
+    """One samples row (dict with sample_id, shard, position, image, status, error) -> one landmarks row.
+
+    Points are ``[x0, y0, x1, y1, ...]`` (2P floats) in source-image pixels, bbox ``[x0, y0, x1, y1]``,
+    yaw/pitch/roll in degrees (``facerec.pipeline.pose``). Never raises for a bad image or a failing
+    extractor: the row's status says what happened.
+    """
+    from facerec.pipeline.pose import estimate_head_pose
+
+    row = _empty_row(extractor, lset, sample)
+    if sample["status"] != STATUS_OK:
+        row.update(status=sample["status"], error=f"rejected at ingest: {sample.get('error')}")
+        return row
+    try:
+        rgb = decode_rgb(sample["image"])
+    except ImageRejected as exc:
+        row.update(status=exc.reason, error=str(exc))
+        return row
+    height, width = rgb.shape[:2]
+    try:
+        face = extractor.extract(rgb)
+    except Exception as exc:  # noqa: BLE001 - one image's failure is its row's status, not the job's end
+        row.update(status=EXTRACTOR_ERROR, error=f"{extractor.name}: {type(exc).__name__}: {exc}")
+        return row
+    if face is None:
+        row.update(status=NO_FACE, error=f"{extractor.name} found no face in the {width}x{height} image")
+        return row
+    yaw, pitch, roll = estimate_head_pose(face.points, lset, width, height)
+    row.update(
+        points=face.points.astype("float32").reshape(-1).tolist(), detected=True, num_faces=int(face.num_faces),
+        score=_finite(face.score), bbox=[float(v) for v in face.bbox],
+        yaw=_finite(yaw), pitch=_finite(pitch), roll=_finite(roll),
+    )
+    return row
+
+
+# ------------------------------------------------------------------------------------------- shards
+def read_samples_shard(samples: Location, shard: int, columns: list[str] | None = None) -> pa.Table:
+    """One samples shard, its schema checked against ``SAMPLES``."""
+    loc = samples.child(shard_file(shard))
+    with loc.fs.open(loc.path, "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        check_table_schema(pf.schema_arrow, SAMPLES, str(loc))
+        return pf.read(columns=columns)
+
+
+def landmark_shard(store: str, extractor_name: str, shard: int) -> dict[str, Any]:
+    """Compute and commit ``landmarks/<extractor>/shard-N.parquet``; returns ``ShardCounts.to_dict()``."""
+    layout = StoreLayout.at(store)
+    extractor = get_extractor(extractor_name)
+    lset = landmark_set(extractor_name)
+    table = read_samples_shard(layout.samples, shard, _INPUT_COLUMNS)
+    counts = ShardCounts()
+    rows = []
+    for sample in table.to_pylist():
+        row = extract_landmarks_row(extractor, lset, sample)
+        counts.add(row["status"])
+        rows.append(row)
+    fs.write_parquet_atomic(pa.Table.from_pylist(rows, schema=LANDMARKS), layout.landmarks(extractor_name).child(shard_file(shard)))
+    summary = counts.to_dict()
+    summary["ingest_rejected"] = sum(1 for s in table.column("status").to_pylist() if s != STATUS_OK)
+    return summary
+
+
+@dataclass(frozen=True)
+class LandmarkShardTask:
+    """The picklable ``work(shard)`` Spark ships to workers: two strings, nothing heavy."""
+
+    store: str
+    extractor: str
+
+    def __call__(self, shard: int) -> dict[str, Any]:
+        return landmark_shard(self.store, self.extractor, shard)
+
+
+def finished_shards(folder: Location) -> set[int]:
+    """Shard numbers whose output file is committed in ``folder``."""
+    if not folder.exists():
+        return set()
+    names = (p.rstrip("/").rpartition("/")[2] for p in folder.fs.ls(folder.path, detail=False))
+    return {int(m.group(1)) for n in names if (m := _SHARD_RE.fullmatch(n))}
+
+
+def counts_of_shard(folder: Location, shard: int) -> dict[str, Any]:
+    """Counts of a shard committed by an earlier run, read back from its status column."""
+    loc = folder.child(shard_file(shard))
+    with loc.fs.open(loc.path, "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        check_table_schema(pf.schema_arrow, LANDMARKS, str(loc))
+        statuses = pf.read(columns=["status", "error"]).to_pylist()
+    counts = ShardCounts()
+    for row in statuses:
+        counts.add(row["status"])
+    summary = counts.to_dict()
+    summary["ingest_rejected"] = sum(1 for r in statuses if (r["error"] or "").startswith("rejected at ingest"))
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- driver
+def _check_config(config: LandmarksConfig) -> None:
+    from facerec.errors import ConfigError, choice_error
+
+    if config.extractor not in EXTRACTORS:
+        raise choice_error("extractor", config.extractor, tuple(EXTRACTORS))
+    if config.partitions is not None and config.partitions < 1:
+        raise ConfigError(f"--partitions must be at least 1, got {config.partitions}")
+
+
+def _finished_result(out: Location) -> StageResult:
+    counts = StoreLayout.read_manifest(out)["counts"]
+    return StageResult(stage="landmarks", output=str(out), rows_in=counts["rows_in"], ok=counts["ok"],
+                       rejected=dict(counts["rejected"]), skipped_stage=True)
+
+
+def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) -> StageResult:
+    """Run (or resume, or skip) the landmarks stage over every samples shard; returns its counts."""
+    from facerec.pipeline.spark import run_shards, spark_session
+
+    _check_config(config)
+    start = time.perf_counter()
+    layout = StoreLayout.at(config.store)
+    if not StoreLayout.is_finished(layout.samples):
+        raise StageNotReadyError(f"landmarks needs a finished ingest: {StoreLayout.manifest(layout.samples)} "
+                                 "does not exist; run facerec ingest first")
+    samples_manifest = StoreLayout.read_manifest(layout.samples)
+    num_shards = int(samples_manifest["num_shards"])
+    out = layout.landmarks(config.extractor)
+    if StoreLayout.is_finished(out) and not config.overwrite:
+        return _finished_result(out)
+    if config.overwrite and out.exists():
+        out.fs.rm(out.path, recursive=True)
+    fs.remove_tmp_debris(out)
+    done = finished_shards(out) & set(range(num_shards))
+    todo = [s for s in range(num_shards) if s not in done]
+    log.info("landmarks (%s): %d shards to compute, %d already done", config.extractor, len(todo), len(done))
+    result = StageResult(stage="landmarks", output=str(out), shards_done=len(todo), shards_skipped=len(done))
+    summaries = []
+    if todo:
+        spark = spark or spark_session(config.master, config.conf, app_name=f"facerec-landmarks-{config.extractor}")
+        summaries = run_shards(spark, todo, LandmarkShardTask(str(layout.root), config.extractor),
+                               description=f"landmarks {config.extractor}", max_parallel=config.partitions)
+    summaries += [counts_of_shard(out, s) for s in sorted(done)]
+    ingest_rejected = 0
+    for summary in summaries:
+        result.merge(summary)
+        ingest_rejected += int(summary.get("ingest_rejected", 0))
+    result.check_balanced()
+    if result.rows_in != int(samples_manifest["num_rows"]):
+        raise StoreError(f"landmarks: {result.rows_in} rows in {out} but the samples table has "
+                         f"{samples_manifest['num_rows']} rows")
+    result.seconds = time.perf_counter() - start
+    result.extra = {"not_processed_rejected_at_ingest": ingest_rejected, "num_shards": num_shards}
+    manifest = {"stage": "landmarks", "layout_version": LAYOUT_VERSION, "config": asdict(config),
+                "extractor": config.extractor, "num_points": landmark_set(config.extractor).num_points,
+                "num_rows": result.rows_in, "num_shards": num_shards, "counts": result.to_dict()}
+    fs.write_json_atomic(manifest, StoreLayout.manifest(out))
+    return result
