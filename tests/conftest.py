@@ -58,3 +58,16 @@ def make_image_folder(dest: Path, lfw: Path, num_identities: int, per_identity: 
 def lfw_small_folder(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 120 real LFW images of 30 people with 4+ images each."""
     return make_image_folder(tmp_path_factory.mktemp("lfw_small"), lfw_dir, 30, 4, min_images=4)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] Spark session for the whole test run (starting Spark takes tens of seconds).
+
+    The JVM flags trade peak speed for start-up: C1-only JIT and the serial GC start about twice as
+    fast on a busy 2-core machine, and test jobs are far too short to need the C2 compiler.
+    """
+    from facerec.pipeline.spark import spark_session
+
+    conf = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+    return spark_session("local[2]", conf, app_name="facerec-tests")

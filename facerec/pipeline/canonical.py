@@ -154,8 +154,14 @@ def identities_frame(spark: "SparkSession", index_urls: list[str], zarr_url: str
         .withColumn("shard", F.floor(F.col("row") / shard_size))
         .select("shard", "identity", "row", "yaw", "pitch", "roll")
     )
-    points = candidates.groupBy("shard").applyInPandas(functools.partial(read_candidate_points, zarr_url), _POINTS_DDL)
-    canon = points.groupBy("identity").applyInPandas(functools.partial(canonical_of_identity, k), _CANON_DDL)
+    def read_points(pdf):          # closures, not partials: Spark inspects the function it is given
+        return read_candidate_points(zarr_url, pdf)
+
+    def canonical(pdf):
+        return canonical_of_identity(k, pdf)
+
+    points = candidates.groupBy("shard").applyInPandas(read_points, _POINTS_DDL)
+    canon = points.groupBy("identity").applyInPandas(canonical, _CANON_DDL)
     return counts.join(canon, "identity", "left").select(
         "identity", "label", "num_samples", "num_valid",
         F.coalesce("num_canonical", F.lit(0)).cast("int").alias("num_canonical"),

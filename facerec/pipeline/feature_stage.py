@@ -59,6 +59,7 @@ class FeaturesConfig:
     compression_level: int = 3
     master: str | None = None
     conf: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None        # at most this many Spark tasks at once (None: one per shard)
     overwrite: bool = False
 
     @property
@@ -79,6 +80,8 @@ class FeaturesConfig:
             raise ConfigError(f"--img-size must be at least 16 pixels, got {self.img_size}")
         if not self.resolved_sigma > 0:
             raise ConfigError(f"--sigma must be positive, got {self.sigma}")
+        if self.partitions is not None and self.partitions < 1:
+            raise ConfigError(f"--partitions must be at least 1, got {self.partitions}")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -310,7 +313,8 @@ def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) ->
     log.info("features %s: %d shards to compute, %d already done", layout.name, len(todo), len(done))
     if todo:
         spark = spark or spark_session(config.master, config.conf, app_name="facerec-features")
-        summaries = run_shards(spark, todo, ShardJob(config.store, layout), description=f"features {layout.name}")
+        summaries = run_shards(spark, todo, ShardJob(config.store, layout), description=f"features {layout.name}",
+                               max_parallel=config.partitions)
         for summary in summaries:
             result.merge(summary)
         result.shards_done = len(summaries)

@@ -32,16 +32,15 @@ _DETECTION_THRESHOLD = (
 _PRESENCE_THRESHOLD = "facelandmarkcpu__ThresholdingCalculator.threshold"
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of one box a [4] against boxes b [D, 4], all (x0, y0, x1, y1)."""
-    x0 = np.maximum(a[0], b[:, 0])
-    y0 = np.maximum(a[1], b[:, 1])
-    x1 = np.minimum(a[2], b[:, 2])
-    y1 = np.minimum(a[3], b[:, 3])
-    inter = (x1 - x0).clip(0) * (y1 - y0).clip(0)
-    area = lambda r: (r[..., 2] - r[..., 0]).clip(0) * (r[..., 3] - r[..., 1]).clip(0)  # noqa: E731
-    union = area(a) + area(b) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[..., 2] - boxes[..., 0]).clip(0) * (boxes[..., 3] - boxes[..., 1]).clip(0)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """[D] IoU of one box [4] against boxes [D, 4], all (x0, y0, x1, y1)."""
+    inter = _area(np.concatenate([np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])], axis=1))
+    union = _area(box) + _area(boxes) - inter
+    return inter / np.maximum(union, 1e-12)
 
 
 class MediaPipeExtractor:
