@@ -65,6 +65,7 @@ class DemoConfig:
     use_heatmaps: bool = True
     ae_epochs: int = 40
     eval_pairs: int = 2000
+    holdout_identity_frac: float = 0.15   # identities kept out of training for verification (both models)
     shard_size: int = 128
     device: str = "auto"
     master: str | None = None
@@ -77,6 +78,8 @@ class DemoConfig:
                      "ae_epochs", "eval_pairs", "shard_size", "img_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"demo: {name} must be >= 1, found {getattr(self, name)}")
+        if not 0.0 < self.holdout_identity_frac < 1.0:
+            raise ConfigError(f"demo: holdout_identity_frac must be in (0, 1), found {self.holdout_identity_frac}")
         if self.min_images < 2:
             raise ConfigError(f"demo: min_images must be >= 2 (verification needs pairs), found {self.min_images}")
 
@@ -187,7 +190,7 @@ def check_default_source() -> str:
         try:
             check_hub_reachable(DEFAULT_SOURCE)
         except SourceError as exc:
-            why = str(exc).split(". Without network")[0]
+            why = f"the hub cannot be reached from here ({exc.__cause__ or exc})"
     if why is not None:
         raise SourceError(
             f"the demo streams {DEFAULT_SOURCE} from Hugging Face by default, but {why}. Run it on local "
@@ -349,7 +352,8 @@ def _train_and_evaluate(cfg: DemoConfig, clock: _Clock) -> dict[str, Any]:
     tcfg = TrainConfig(store=cfg.store, out=str(cfg.recognizer_run), extractor=cfg.extractor, img_size=cfg.img_size,
                        use_heatmaps=cfg.use_heatmaps, backbone=cfg.backbone, embedding_size=cfg.embedding_size,
                        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device,
-                       num_workers=cfg.num_workers, seed=cfg.seed, evaluate_after=False, eval_pairs=cfg.eval_pairs)
+                       num_workers=cfg.num_workers, seed=cfg.seed, evaluate_after=False, eval_pairs=cfg.eval_pairs,
+                       holdout_identity_frac=cfg.holdout_identity_frac)
     clock.run("train recogniser", lambda: main(tcfg), lambda r: [
         f"{r.epochs_done} epochs, {r.steps} steps: " + ", ".join(
             f"{k} {v:.3f}" for k, v in r.last_epoch_metrics.items() if isinstance(v, float))])
@@ -367,7 +371,8 @@ def _train_autoencoder(cfg: DemoConfig) -> dict[str, Any]:
     from facerec.model.train_autoencoder import AutoencoderConfig, main
 
     return main(AutoencoderConfig(store=cfg.store, extractor=cfg.extractor, out=str(cfg.autoencoder_run),
-                                  img_size=cfg.img_size, epochs=cfg.ae_epochs, device=cfg.device, seed=cfg.seed))
+                                  img_size=cfg.img_size, epochs=cfg.ae_epochs, device=cfg.device, seed=cfg.seed,
+                                  holdout_identity_frac=cfg.holdout_identity_frac))
 
 
 def _autoencoder_lines(summary: dict) -> list[str]:

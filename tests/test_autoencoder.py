@@ -401,15 +401,12 @@ def test_cli_train_and_evaluate(handmade, tmp_path):
 # Real LFW-derived landmarks
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lfw_store(lfw_dir, tmp_path_factory):
-    """A real store (mediapipe, 112 px) from ~150 LFW images of 25 people with 6 images each."""
-    from conftest import make_image_folder
+def lfw_store(lfw_small_folder, tmp_path_factory):
+    """A real store (mediapipe, 112 px) built by the pipeline from the ~120 LFW images of ``lfw_small_folder``."""
     from facerec.pipeline.build import build_store
 
-    base = tmp_path_factory.mktemp("ae_lfw")
-    folder = make_image_folder(base / "images", lfw_dir, 25, 6, min_images=6)
-    store = base / "store"
-    build_store(str(folder), str(store), extractor="mediapipe", img_size=112)
+    store = tmp_path_factory.mktemp("ae_lfw") / "store"
+    build_store(str(lfw_small_folder), str(store), extractor="mediapipe", img_size=112)
     return store
 
 
@@ -429,26 +426,15 @@ def test_real_landmarks_parts_account_for_every_row(lfw_store):
 
 
 @pytest.mark.slow
-def test_a_few_steps_lower_the_loss_on_real_landmarks(lfw_store):
-    from facerec.model.autoencoder import LandmarkAutoencoder
-    from facerec.model.autoencoder_data import pose_input
+def test_training_lowers_the_loss_on_real_landmarks(lfw_store, tmp_path):
+    from facerec.model.train_autoencoder import AutoencoderConfig, main
 
-    torch.manual_seed(0)
-    reader = LandmarkReader(str(lfw_store), "mediapipe", 112, holdout_frac=0.2, seed=0)
-    train = reader.load(TRAIN)
-    points, pose, target = (torch.from_numpy(train.points), torch.from_numpy(pose_input(train.pose_deg)),
-                            torch.from_numpy(train.target))
-    model = LandmarkAutoencoder(478, width=128, depth=2, code_size=16, dropout=0.0)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-
-    def loss():
-        return nme_per_sample(model(points, pose), target, MEDIAPIPE_478, smooth=1e-12).mean()
-
-    first = loss().item()
-    for _ in range(30):
-        opt.zero_grad()
-        value = loss()
-        value.backward()
-        opt.step()
-    last = loss().item()
-    assert math.isfinite(last) and last < 0.7 * first
+    out = tmp_path / "real_run"
+    summary = main(AutoencoderConfig(store=str(lfw_store), extractor="mediapipe", out=str(out), epochs=6, batch_size=16,
+                                     width=128, code_size=16, holdout_identity_frac=0.2, device="cpu", num_examples=2))
+    losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["phase"] == "epoch"]
+    assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.7 * losses[0]
+    held = LandmarkReader(str(lfw_store), "mediapipe", 112, holdout_frac=0.2, seed=0).load(HOLDOUT)
+    assert summary["count"]["all"] == len(held)
+    assert all(math.isfinite(summary["nme"][m]["all"]) for m in ("model", "input", "mean"))

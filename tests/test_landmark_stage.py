@@ -98,7 +98,9 @@ def test_mirrored_faces_have_opposite_yaw(landmarks, name: str) -> None:
     assert len(pairs) >= NUM_MIRRORED - 1
     yaw = np.array(pairs)
     print(f"{name}: yaw pairs {np.round(yaw, 1).tolist()}")
-    assert np.abs(yaw.sum(axis=1)).max() < 6.0                          # yaw(mirror) = -yaw(original)
+    # yaw(mirror) = -yaw(original), up to the landmark noise of a re-detected face
+    assert (np.abs(yaw.sum(axis=1)) < 4.0 + 0.25 * np.abs(yaw[:, 0])).all()
+    assert np.abs(yaw.sum(axis=1)).mean() < 5.0
     turned = np.abs(yaw[:, 0]) > 8.0
     assert (np.sign(yaw[turned, 0]) == -np.sign(yaw[turned, 1])).all()
 

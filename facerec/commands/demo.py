@@ -55,23 +55,24 @@ def register(app: typer.Typer) -> None:
         source: Annotated[Optional[str], typer.Option(
             "--source", help="Local ImageFolder (one sub-folder per identity), Parquet or saved dataset; "
                              "default: a streamed subset of logasja/VGGFace2 from Hugging Face.")] = None,
-        out: Annotated[Optional[Path], typer.Option("--out", help=f"Folder for the store, runs and report [{d.out}].")] = None,
-        max_images: Annotated[Optional[int], typer.Option("--max-images", min=2, help=f"Images to ingest at most [{d.max_images}].")] = None,
-        max_identities: Annotated[Optional[int], typer.Option("--max-identities", min=2, help=f"Identities at most [{d.max_identities}].")] = None,
-        min_images: Annotated[Optional[int], typer.Option("--min-images", min=2, help=f"ImageFolder: skip identities with fewer images [{d.min_images}].")] = None,
-        max_per_identity: Annotated[Optional[int], typer.Option("--max-per-identity", min=2, help=f"ImageFolder: images per identity at most [{d.max_per_identity}].")] = None,
-        extractor: Annotated[Optional[str], typer.Option("--extractor", help=f"mediapipe, dlib or template [{d.extractor}].")] = None,
-        img_size: Annotated[Optional[int], typer.Option("--img-size", help=f"Aligned crop side in pixels [{d.img_size}].")] = None,
-        backbone: Annotated[Optional[str], typer.Option("--backbone", help=f"Recogniser backbone [{d.backbone}].")] = None,
-        epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help=f"Recogniser training epochs [{d.epochs}].")] = None,
-        batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help=f"[{d.batch_size}]")] = None,
-        use_heatmaps: Annotated[Optional[bool], typer.Option("--use-heatmaps/--no-heatmaps", help=f"Heatmap input channels [{d.use_heatmaps}].")] = None,
-        ae_epochs: Annotated[Optional[int], typer.Option("--ae-epochs", min=1, help=f"Landmark autoencoder epochs [{d.ae_epochs}].")] = None,
-        eval_pairs: Annotated[Optional[int], typer.Option("--eval-pairs", min=20, help=f"Verification pairs of held-out identities [{d.eval_pairs}].")] = None,
-        shard_size: Annotated[Optional[int], typer.Option("--shard-size", min=1, help=f"Rows per store shard [{d.shard_size}].")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", help=f"Folder for the store, runs and report (default: {d.out}).")] = None,
+        max_images: Annotated[Optional[int], typer.Option("--max-images", min=2, help=f"Images to ingest at most (default: {d.max_images}).")] = None,
+        max_identities: Annotated[Optional[int], typer.Option("--max-identities", min=2, help=f"Identities at most (default: {d.max_identities}).")] = None,
+        min_images: Annotated[Optional[int], typer.Option("--min-images", min=2, help=f"ImageFolder: skip identities with fewer images (default: {d.min_images}).")] = None,
+        max_per_identity: Annotated[Optional[int], typer.Option("--max-per-identity", min=2, help=f"ImageFolder: images per identity at most (default: {d.max_per_identity}).")] = None,
+        extractor: Annotated[Optional[str], typer.Option("--extractor", help=f"mediapipe, dlib or template (default: {d.extractor}).")] = None,
+        img_size: Annotated[Optional[int], typer.Option("--img-size", help=f"Aligned crop side in pixels (default: {d.img_size}).")] = None,
+        backbone: Annotated[Optional[str], typer.Option("--backbone", help=f"Recogniser backbone (default: {d.backbone}).")] = None,
+        epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help=f"Recogniser training epochs (default: {d.epochs}).")] = None,
+        batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help=f"Recogniser batch size (default: {d.batch_size}).")] = None,
+        use_heatmaps: Annotated[Optional[bool], typer.Option("--use-heatmaps/--no-heatmaps", help=f"Heatmap input channels (default: {d.use_heatmaps}).")] = None,
+        ae_epochs: Annotated[Optional[int], typer.Option("--ae-epochs", min=1, help=f"Landmark autoencoder epochs (default: {d.ae_epochs}).")] = None,
+        eval_pairs: Annotated[Optional[int], typer.Option("--eval-pairs", min=20, help=f"Verification pairs of held-out identities (default: {d.eval_pairs}).")] = None,
+        holdout: Annotated[Optional[float], typer.Option("--holdout-identity-frac", min=0.0, max=1.0, help=f"Share of identities held out for verification (default: {d.holdout_identity_frac}).")] = None,
+        shard_size: Annotated[Optional[int], typer.Option("--shard-size", min=1, help=f"Rows per store shard (default: {d.shard_size}).")] = None,
         device: Annotated[Optional[str], typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")] = None,
         master: Master = None,
-        seed: Annotated[Optional[int], typer.Option("--seed", help=f"Random seed [{d.seed}].")] = None,
+        seed: Annotated[Optional[int], typer.Option("--seed", help=f"Random seed (default: {d.seed}).")] = None,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Rebuild the store in OUT instead of reusing it.")] = False,
     ) -> None:
         """Run ingest -> landmarks -> features -> canonical -> training (recogniser, autoencoder) -> evaluation -> report."""
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
         given = dict(source=source, out=out, max_images=max_images, max_identities=max_identities,
                      min_images=min_images, max_per_identity=max_per_identity, extractor=extractor, img_size=img_size,
                      backbone=backbone, epochs=epochs, batch_size=batch_size, use_heatmaps=use_heatmaps,
-                     ae_epochs=ae_epochs, eval_pairs=eval_pairs, shard_size=shard_size, device=device, master=master,
+                     ae_epochs=ae_epochs, eval_pairs=eval_pairs, holdout_identity_frac=holdout, shard_size=shard_size, device=device, master=master,
                      seed=seed, overwrite=overwrite)
         cfg = DemoConfig(**{k: v for k, v in given.items() if v is not None})
         observer = RichObserver()

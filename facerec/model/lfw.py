@@ -4,10 +4,16 @@ pairs.txt (official layout): a header ``10<TAB>300``, then 10 folds, each 300 sa
 ``name<TAB>i<TAB>j`` followed by 300 different-person lines ``name1<TAB>i<TAB>name2<TAB>j``; image
 numbers are 1-based, the file is ``<images>/<name>/<name>_%04d.jpg``. The folds are disjoint in people.
 
-Embedders: ``dlib`` (``facerec.model.dlib_embedder``, one image at a time, scored by Euclidean
-distance, the metric it was trained for) or a trained run (``facerec.model.lfw_run``... see
-``embed_lfw_with_run``: the pairs' images go through the same ingest -> landmarks -> features path as
-training, into an LFW store, and are embedded with the mirror convention; scored by cosine).
+Embedders:
+- ``dlib`` (``facerec.model.dlib_embedder``): one image at a time, scored by Euclidean distance (the
+  metric it was trained for), no mirroring.
+- a trained run (``eval_lfw_run``): the pairs' images go through exactly the training data path: an
+  ImageFolder of symlinks is built into an LFW store with the run's extractor and crop size
+  (``facerec.pipeline.build.build_store``: landmarks, alignment, heatmaps, mask), and its rows are read
+  by ``FaceStoreDataset`` with the run's channels and embedded with the mirror convention
+  (``facerec.model.evaluate.embed_dataset``); scored by cosine. Images where no face was found keep the
+  features stage's centre crop (zero heatmaps and mask) and are counted in the report. The store is
+  the feature cache: a second evaluation reuses it.
 Per-image embeddings are cached in ``<out>/embeddings-<name>.npz`` and reused, so an interrupted
 evaluation continues where it stopped.
 """
@@ -242,4 +248,101 @@ def eval_lfw_dlib(lfw_dir: Path | str, out: Path | str, *, pairs_file: Path | st
     t = report["ten_fold"]
     log.info("LFW dlib: %.2f%% +- %.2f over %d folds, AUC %.4f (%d pairs; boxes %s)", 100 * t["mean"], 100 * t["std"],
              len(t["fold_accuracies"]), report["verification"]["auc"], len(pairs), hows)
+    return report
+
+
+# ------------------------------------------------------------------------------------------- a trained run
+def _symlink_folder(images_dir: Path, relpaths: Sequence[str], dest: Path) -> Path:
+    """An ImageFolder of symlinks to the needed images (nothing copied)."""
+    for rel in relpaths:
+        link = dest / rel
+        if not link.exists():
+            src = images_dir / rel
+            if not src.is_file():
+                raise SourceError(f"LFW image {src} named in the pairs file does not exist")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(src.resolve())
+    return dest
+
+
+def rows_of_images(feature_set, images_dir: Path, relpaths: Sequence[str]) -> dict[str, int]:
+    """Store row of each image, found by its ``sample_id`` (identity + bytes, as ingest computes it,
+    so byte-identical duplicates that ingest merged map to the same row)."""
+    from facerec.pipeline.ingest import sample_id
+
+    index = feature_set.index
+    row_of_sid = dict(zip(index["sample_id"], index["row"]))
+    rows, missing = {}, []
+    for rel in relpaths:
+        identity = rel.split("/", 1)[0]
+        sid = sample_id(identity, (images_dir / rel).read_bytes(), rel)
+        if sid in row_of_sid:
+            rows[rel] = int(row_of_sid[sid])
+        else:
+            missing.append(rel)
+    if missing:
+        raise SourceError(f"{len(missing)} LFW images are not in the store {feature_set.location} "
+                          f"(first: {missing[0]}); rebuild it")
+    return rows
+
+
+def eval_lfw_run(lfw_dir: Path | str, run_dir: Path | str, *, out: Path | str | None = None,
+                 work: Path | str | None = None, pairs_file: Path | str | None = None, per_fold: int | None = None,
+                 device: str = "auto", checkpoint: str = "last.pt", batch_size: int = 64) -> dict:
+    """A trained run on LFW View 2 (see the module docstring); writes ``out/lfw_<run>.json`` and the ROC.
+
+    ``out`` defaults to ``RUN/lfw``; ``work`` (the LFW ImageFolder and store) to ``out/work``.
+    """
+    from facerec.devices import resolve_device
+    from facerec.model.evaluate import embed_dataset, load_recognizer
+    from facerec.model.runs import RunFolder
+    from facerec.model.train_recognizer import TrainConfig, resolve_amp
+    from facerec.pipeline.build import build_store
+    from facerec.store.dataset import FaceStoreDataset
+    from facerec.store.open_store import open_feature_set
+
+    lfw_dir, run_dir = Path(lfw_dir), Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "lfw"
+    work = Path(work) if work is not None else out / "work"
+    run = RunFolder(run_dir, resume=True)
+    cfg = TrainConfig(**run.load_config())
+    if cfg.extractor is None:
+        raise ConfigError(f"{run_dir}/config.json names no extractor; retrain with this facerec or pass --extractor")
+    dev = resolve_device(device)
+    model, state = load_recognizer(run, checkpoint, dev)
+    spec = state["model_spec"]
+    pairs = subset_pairs(read_pairs(pairs_file or lfw_dir / "pairs.txt"), per_fold)
+    images = lfw_images_dir(lfw_dir)
+    needed = pair_images(pairs)
+    label = run_dir.name
+    cache = EmbeddingCache(out / f"embeddings-{label}-{checkpoint.removesuffix('.pt')}-step{state['loop']['step']}.npz")
+    store = work / f"store-{cfg.extractor}"
+    todo = [rel for rel in needed if rel not in cache]
+    if todo or not (store / "features").exists():
+        folder = _symlink_folder(images, needed, work / "images")
+        build_store(str(folder), str(store), extractor=cfg.extractor, img_size=spec["img_size"])
+    fset = open_feature_set(str(store), cfg.extractor, spec["img_size"])
+    row_of = rows_of_images(fset, images, needed)
+    if todo:
+        dataset = FaceStoreDataset(fset, rows=np.unique([row_of[r] for r in todo]), use_heatmaps=cfg.use_heatmaps,
+                                   add_mask_channel=cfg.add_mask_channel, group_all_landmarks=cfg.group_all_landmarks)
+        rows, emb = embed_dataset(model, dataset, dev, batch_size=batch_size, amp_dtype=resolve_amp(cfg.amp, dev))
+        by_row = {int(r): e for r, e in zip(rows, emb)}
+        for rel in todo:
+            row = row_of[rel]
+            cache.put(rel, by_row[row], "aligned" if fset.valid[row] else "no_face_centre_crop")
+        cache.save()
+    scores = score_lfw_pairs(pairs, cache.vectors, "cosine")
+    report, roc = lfw_report(pairs, scores)
+    hows: dict[str, int] = {}
+    for rel in needed:
+        hows[cache.how[rel]] = hows.get(cache.how[rel], 0) + 1
+    report.update({"embedder": f"run:{run_dir}", "checkpoint": checkpoint, "step": state["loop"]["step"],
+                   "metric": "cosine", "mirror": True, "num_pairs": len(pairs), "num_images": len(needed),
+                   "faces": hows, "store": str(store), "pairs_per_fold_half": per_fold, "lfw_dir": str(lfw_dir)})
+    write_lfw_result(out, report, roc, label)
+    t = report["ten_fold"]
+    log.info("LFW %s: %.2f%% +- %.2f, AUC %.4f (%d pairs; %s)", label, 100 * t["mean"], 100 * t["std"],
+             report["verification"]["auc"], len(pairs), hows)
+    run.close()
     return report

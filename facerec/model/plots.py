@@ -34,13 +34,13 @@ def plot_training_curves(metrics: Sequence[Mapping], path: Path) -> Path:
     """One panel per metric name, one line per phase, x = optimiser step.
 
     metrics: records as written by ``RunFolder.log`` ({"step", "phase", name: value, ...}).
-    Non-numeric and non-finite values are left out of the lines.
+    Non-numeric and non-finite values, and counts (names starting ``num_``), are left out.
     """
     series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for rec in metrics:
         phase = str(rec.get("phase", ""))
         for name, value in rec.items():
-            if name in _SKIP_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if name in _SKIP_KEYS or name.startswith("num_") or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
                 series[name][phase].append((int(rec["step"]), float(value)))

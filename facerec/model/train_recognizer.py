@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -390,7 +389,7 @@ def _prepare_store(cfg: TrainConfig) -> TrainConfig:
     from facerec.pipeline.build import build_store
 
     log.info("building or reusing store %s from %s", cfg.store, cfg.data_root)
-    build_store(source=cfg.data_root, store=cfg.store, extractor=cfg.extractor or "mediapipe", img_size=cfg.img_size)
+    build_store(cfg.data_root, cfg.store, extractor=cfg.extractor or "mediapipe", img_size=cfg.img_size)
     return cfg
 
 
@@ -403,6 +402,8 @@ def main(cfg: TrainConfig) -> TrainResult:
     device = resolve_device(cfg.device)
     amp_dtype = resolve_amp(cfg.amp, device)
     channels_last = use_channels_last(cfg.channels_last, device)
+    feature_set = open_feature_set(cfg.store, cfg.extractor, cfg.img_size)
+    cfg = dataclasses.replace(cfg, extractor=feature_set.layout.extractor)   # resolved: the run says which
     run = RunFolder(Path(cfg.out), resume=cfg.resume)
     checkpoint = None
     if cfg.resume:
@@ -410,8 +411,6 @@ def main(cfg: TrainConfig) -> TrainResult:
         checkpoint = run.load_checkpoint("last.pt") if run.has_checkpoint("last.pt") else None
     run.save_config(cfg)
     torch.manual_seed(cfg.seed)
-
-    feature_set = open_feature_set(cfg.store, cfg.extractor, cfg.img_size)
     data = build_data(cfg, feature_set)
     spec = ModelSpec(backbone=cfg.backbone, in_chans=data.train.num_channels, num_classes=data.num_classes,
                      img_size=feature_set.layout.img_size, stem=cfg.stem, embedding_size=cfg.embedding_size,
@@ -454,16 +453,17 @@ def main(cfg: TrainConfig) -> TrainResult:
             if state.batch_in_epoch < steps_per_epoch:      # stopped by max_steps inside the epoch
                 save()
                 break
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            run.log(state.step, "train_epoch", epoch=state.epoch, **train_metrics)
             epoch_metrics = {f"train_{k}": v for k, v in train_metrics.items()}
             best = False
             if data.val_loader is not None:
                 val = evaluate(model, data.val_loader, device, amp_dtype=amp_dtype, channels_last=channels_last)
+                run.log(state.step, "val", epoch=state.epoch, **val)
                 epoch_metrics.update({f"val_{k}": v for k, v in val.items()})
                 best = val["accuracy"] > state.best_val_accuracy
                 state.best_val_accuracy = max(state.best_val_accuracy, val["accuracy"])
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            run.log(state.step, "epoch", epoch=state.epoch, lr=optimizer.param_groups[0]["lr"], **epoch_metrics)
             log.info("epoch %d/%d: %s", state.epoch, cfg.epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in epoch_metrics.items() if isinstance(v, float)))
             save(best=best)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from facerec.errors import FacerecError
@@ -78,6 +77,8 @@ def estimate_head_pose(points: np.ndarray, lset: LandmarkSet, width: int, height
     Returns NaNs when the six pose points are not finite or the solver fails (degenerate points);
     a points array of the wrong shape is refused.
     """
+    import cv2  # deferred: this module is imported by the CLI's stage modules at start-up
+
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape != (lset.num_points, 2):
         raise FacerecError(f"head pose for landmark set {lset.name!r} expects points [{lset.num_points}, 2]; "

@@ -16,6 +16,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from facerec import faults
 from facerec.errors import StoreError
 
 TMP_PREFIX = ".tmp-"
@@ -56,6 +57,7 @@ def _tmp_name(loc: Location) -> Location:
 
 def commit(tmp: Location, final: Location) -> None:
     """Move ``tmp`` onto ``final`` (rename on local disks); the final name appears whole or not at all."""
+    faults.before_commit(final.path)   # no-op unless a recovery test asks for a crash here
     try:
         if final.fs.exists(final.path):
             final.fs.rm(final.path, recursive=True)

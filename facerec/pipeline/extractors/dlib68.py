@@ -53,8 +53,10 @@ class DlibExtractor:
     """HOG detector + 68-point predictor: ``extract(rgb) -> FaceLandmarks [68, 2] | None``.
 
     upsample: HOG pyramid upsampling; 1 finds faces down to about 40 px in the detection image.
-    retry_upsample: one more try at this upsampling when nothing is found (None: no retry); off by
-    default because on LFW it found no face that upsample 1 missed (see the tests' measurement).
+    retry_upsample: one more try at this upsampling when nothing is found (None: no retry). Off by
+    default: upsample 1 found 997 of 1000 LFW images and upsample 2 found none of the other 3.
+    Upsample 0 is about 3x faster and found as many on LFW (faces ~100 px), but misses faces under
+    ~80 px, common in loosely cropped photos.
     """
 
     name = "dlib"

@@ -1,0 +1,86 @@
+"""``facerec train``: train the recogniser on a feature store (optionally building the store first)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from facerec.commands.options import Device, ImgSize, OutDir, Seed, Store
+
+
+class TrueFalse(str, Enum):
+    """An option that takes an explicit value, as the issue writes them: ``--use-heatmaps true``."""
+
+    true = "true"
+    false = "false"
+
+
+def _bool_option(name: str, help_text: str):
+    return typer.Option(name, case_sensitive=False, help=help_text)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        store: Store,
+        out: OutDir,
+        extractor: Annotated[Optional[str], typer.Option(
+            "--extractor", help="Feature set's landmark extractor (mediapipe, dlib, template); default the store's only one.")] = None,
+        use_heatmaps: Annotated[TrueFalse, _bool_option("--use-heatmaps", "Add the 6 landmark heatmap channels.")] = TrueFalse.true,
+        add_mask_channel: Annotated[TrueFalse, _bool_option("--add-mask-channel", "Add the face-hull mask channel.")] = TrueFalse.false,
+        use_cosface: Annotated[TrueFalse, _bool_option("--use-cosface", "CosFace margin instead of ArcFace.")] = TrueFalse.false,
+        group_all_landmarks: Annotated[bool, typer.Option(
+            "--group-all-landmarks", help="One heatmap channel per landmark (478 or 68) instead of 6 groups.")] = False,
+        img_size: ImgSize = 112,
+        backbone: Annotated[str, typer.Option("--backbone", help="resnet18, resnet34 or resnet50.")] = "resnet50",
+        stem: Annotated[str, typer.Option("--stem", help="face (3x3/1, no max-pool) or imagenet (7x7/2 + max-pool).")] = "face",
+        epochs: Annotated[int, typer.Option("--epochs")] = 20,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+        lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate (linear warm-up, then cosine).")] = 1e-3,
+        weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.05,
+        warmup_epochs: Annotated[float, typer.Option("--warmup-epochs")] = 1.0,
+        grad_clip: Annotated[Optional[float], typer.Option("--grad-clip", help="Max gradient norm; 0 turns clipping off.")] = 5.0,
+        amp: Annotated[str, typer.Option("--amp", help="auto (bf16, else fp16, on CUDA), bf16, fp16 or off.")] = "auto",
+        channels_last: Annotated[str, typer.Option("--channels-last", help="auto (on for CUDA), on or off.")] = "auto",
+        augment: Annotated[TrueFalse, _bool_option("--augment", "Joint flip + small zoom/shift of all channels.")] = TrueFalse.true,
+        holdout_identity_frac: Annotated[float, typer.Option("--holdout-identity-frac", help="Identities held out for verification.")] = 0.1,
+        holdout_image_frac: Annotated[float, typer.Option("--holdout-image-frac", help="Images of training identities held out for validation.")] = 0.1,
+        device: Device = "auto",
+        num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes.")] = 4,
+        max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = None,
+        seed: Seed = 0,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+        data_root: Annotated[Optional[str], typer.Option(
+            "--data-root", help="An ImageFolder to build (or reuse) the store from before training.")] = None,
+    ) -> None:
+        """Train the recogniser (ResNet + ArcFace/CosFace) on STORE; writes the run folder --out."""
+        from facerec.model.train_recognizer import TrainConfig, main
+
+        cfg = TrainConfig(
+            store=store, out=str(out), extractor=extractor, img_size=img_size,
+            use_heatmaps=use_heatmaps is TrueFalse.true, add_mask_channel=add_mask_channel is TrueFalse.true,
+            use_cosface=use_cosface is TrueFalse.true, group_all_landmarks=group_all_landmarks, backbone=backbone,
+            stem=stem, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs, grad_clip=grad_clip or None, amp=amp, channels_last=channels_last,
+            augment=augment is TrueFalse.true, holdout_identity_frac=holdout_identity_frac,
+            holdout_image_frac=holdout_image_frac, device=device, num_workers=num_workers, max_steps=max_steps,
+            seed=seed, resume=resume, data_root=data_root,
+        )
+        result = main(cfg)
+        _print_result(result)
+
+
+def _print_result(result) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"run: {result.run_dir}  steps: {result.steps}  epochs: {result.epochs_done}")
+    for key, value in result.last_epoch_metrics.items():
+        if isinstance(value, float):
+            console.print(f"  {key}: {value:.4f}")
+    if result.evaluation:
+        from facerec.commands.evaluate import print_report
+
+        print_report(result.evaluation)
