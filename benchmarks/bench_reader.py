@@ -280,7 +280,7 @@ def storage_bytes(store: Path, zarr_path: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
-    from benchmarks.common import write_result
+    from benchmarks.common import print_table, write_result
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, required=True, help="LFW folder holding lfw-deepfunneled/")
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
     from facerec.store.open_store import FeatureSet
 
     sigma = FeatureSet.open(str(zarr_path)).layout.sigma
-    result: dict = {"cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()}
+    result: dict = {"store": str(zarr_path), "num_rows": FeatureSet.open(str(zarr_path)).num_rows}
     result["store_loader"] = bench_store_loader(zarr_path, args.batch_size, args.workers, args.epochs)
     log.info("store loader: %.0f samples/s", result["store_loader"]["samples_per_s"])
     result["ram_tensor"] = bench_ram(zarr_path, args.batch_size, batches=50)
@@ -314,8 +314,15 @@ def main(argv: list[str] | None = None) -> dict:
     result["heatmaps_stored_vs_rendered"] = bench_heatmap_source(zarr_path, args.batch_size, batches=8)
     result["storage"] = storage_bytes(store, zarr_path)
     result["codecs"] = bench_codecs(zarr_path, args.work / "reader-codecs", min(args.codec_rows, result["storage"]["rows"]), args.batch_size)
-    result["load_average_end"] = os.getloadavg()
-    write_result("reader", result)
+    result["load_average_end"] = list(os.getloadavg())
+    path = write_result("reader", result)
+    print_table("reader (samples/s into uint8 [B, 10, 112, 112])", [
+        {"path": "store, 2 workers", "samples_per_s": result["store_loader"]["samples_per_s"]},
+        {"path": "on the fly (a)", "samples_per_s": result["on_the_fly"]["samples_per_s"]},
+        {"path": "RAM tensor (b)", "samples_per_s": result["ram_tensor"]["samples_per_s"]},
+    ])
+    print_table("compressors", [{k: c[k] for k in ("compressor", "level", "bytes_per_sample", "samples_per_s")} for c in result["codecs"]])
+    print(f"speed-up vs on the fly {result['speedup_vs_on_the_fly']:.1f}x, fraction of RAM {result['fraction_of_ram']:.2f}; wrote {path}")
     return result
 
 

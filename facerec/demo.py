@@ -317,7 +317,7 @@ def run_demo(cfg: DemoConfig, observer: DemoObserver | None = None) -> DemoResul
     paths = clock.run("report", lambda: build_report(
         cfg.recognizer_run, cfg.store, autoencoder_run=cfg.autoencoder_run, extractor=cfg.extractor,
         img_size=cfg.img_size, timings=dict(clock.timings), out_dir=Path(cfg.out),
-        title=f"facerec demo: {Path(source).name if not hub else source}"), lambda p: [f"{p.html}", f"{p.markdown}"])
+        title=f"facerec demo: {source if hub else Path(cfg.source).resolve().name}"), lambda p: [f"{p.html}", f"{p.markdown}"])
     result = DemoResult(Path(cfg.out), cfg.store, cfg.recognizer_run, cfg.autoencoder_run, paths.html, paths.markdown,
                         dict(clock.timings), evaluation, selection)
     _write_demo_file(cfg, result)

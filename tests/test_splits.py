@@ -86,6 +86,16 @@ def test_class_map_is_dense_over_training_identities(lfw_index):
         cmap.int2str([cmap.num_classes])
 
 
+def test_identities_without_a_valid_training_image_get_no_class(lfw_index):
+    split = assign_splits(lfw_index, seed=0)
+    index = lfw_index.assign(valid=lfw_index["identity"] != "Colin_Powell")
+    assert "Colin_Powell" in set(lfw_index.loc[split == TRAIN, "identity"])
+    cmap = training_class_map(index, split)
+    assert "Colin_Powell" not in cmap.names
+    assert cmap.num_classes == training_class_map(lfw_index, split).num_classes - 1
+    assert cmap.str2int(["Colin_Powell"]).tolist() == [-1]
+
+
 def test_verification_pairs_balanced_distinct_and_deterministic(lfw_index):
     split = assign_splits(lfw_index, seed=0)
     test_rows = lfw_index.loc[split == TEST]

@@ -268,13 +268,36 @@ class LoopState:
     best_val_accuracy: float = -1.0
 
 
-def _inputs(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def device_inputs(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reader batch -> (normalised float images [B, C, S, S] on ``device``, labels [B]); uint8 on the wire."""
     from facerec.store.dataset import normalize_batch
 
     images = normalize_batch(batch["image"], device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, batch["label"].to(device, non_blocking=True)
+
+
+def train_step(model: Recognizer, optimizer, scheduler, scaler, images: torch.Tensor, labels: torch.Tensor, *,
+               amp_dtype: torch.dtype | None, grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a normalised batch; returns (loss, number correct), both still on the device.
+
+    Raises ``TrainingError`` on a NaN or infinite loss before any weight changes.
+    """
+    with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits, cosine = model.classify(images, labels)
+        loss = F.cross_entropy(logits, labels)
+    if not torch.isfinite(loss):
+        raise TrainingError(f"loss is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss.detach(), (cosine.argmax(1) == labels).sum()
 
 
 def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, device: torch.device, *,
@@ -291,26 +314,17 @@ def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, dev
     batches = log_every(loader, meter, every=cfg.log_every, total=total_batches,
                         desc=f"epoch {state.epoch + 1}/{cfg.epochs}", on_log=on_log)
     for batch in batches:
-        images, labels = _inputs(batch, device, channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits, cosine = model.classify(images, labels)
-            loss = F.cross_entropy(logits, labels)
-        if not torch.isfinite(loss):
+        images, labels = device_inputs(batch, device, channels_last)
+        try:
+            loss, correct = train_step(model, optimizer, scheduler, scaler, images, labels, amp_dtype=amp_dtype,
+                                       grad_clip=cfg.grad_clip)
+        except TrainingError as exc:
             raise TrainingError(
-                f"loss is {loss.item()} at step {state.step} (epoch {state.epoch + 1}); training stopped. "
-                "The last good checkpoint is kept; try a lower --lr, --amp off or a smaller --grad-clip"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+                f"{exc} at step {state.step} (epoch {state.epoch + 1}); training stopped. The last good checkpoint "
+                "is kept; try a lower --lr, --amp off or a smaller --grad-clip"
+            ) from None
         state.step += 1
         state.batch_in_epoch += 1
-        correct = (cosine.argmax(1) == labels).sum()
         meter.update(loss.item(), float(correct), labels.shape[0])
         if cfg.max_steps is not None and state.step >= cfg.max_steps:
             break
@@ -324,7 +338,7 @@ def evaluate(model: Recognizer, loader, device: torch.device, *, amp_dtype: torc
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
     for batch in loader:
-        images, labels = _inputs(batch, device, channels_last)
+        images, labels = device_inputs(batch, device, channels_last)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits, cosine = model.classify(images, labels)
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))

@@ -292,7 +292,7 @@ def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) ->
     """Run (or resume) the features stage; returns counts in = ok + rejected over all shards."""
     from facerec.pipeline.landmark_stage import finished_shards
     from facerec.pipeline.spark import run_shards, spark_session
-    from facerec.store.fs import write_json_atomic
+    from facerec.store.fs import remove_tmp_debris, write_json_atomic
 
     t0 = time.perf_counter()
     config.validate()
@@ -321,6 +321,7 @@ def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) ->
         shard_seconds = [s["seconds"] for s in summaries]
     else:
         shard_seconds = []
+    remove_tmp_debris(index)   # temporary files of tasks killed before their commit (Spark redid them)
     result.seconds = time.perf_counter() - t0
     if result.rows_in != layout.num_rows:
         raise StoreError(f"features: {result.rows_in} index rows but the samples hold {layout.num_rows}")

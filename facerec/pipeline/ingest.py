@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facerec.errors import ConfigError
+from facerec.errors import ConfigError, SourceError
 from facerec.pipeline.decode import CORRUPT, EMPTY, ImageRejected, probe_image
 from facerec.pipeline.report import ShardCounts, StageResult
 from facerec.pipeline.sources import OpenedSource, SourceRecord, open_source, sort_identities
@@ -116,9 +116,9 @@ def keep_sample(sid: str, seed: int, prob: float) -> bool:
     return prob >= 1.0 or _keyed_u64(sid, seed, b"sample") < prob * 2.0**64
 
 
-def validate_record(rec: SourceRecord, seed: int) -> dict[str, Any]:
+def validate_record(rec: SourceRecord, seed: int, sid: str | None = None) -> dict[str, Any]:
     """One staged row: ids, the bytes as given, and the probe's verdict (status + message)."""
-    sid = sample_id(rec.identity, rec.data, rec.source_path)
+    sid = sid or sample_id(rec.identity, rec.data, rec.source_path)
     row: dict[str, Any] = {
         "sample_id": sid, "identity": rec.identity, "source_path": rec.source_path, "image": rec.data,
         "format": None, "width": None, "height": None, "status": STATUS_OK, "error": None,
@@ -158,7 +158,7 @@ def _stage(source: OpenedSource, config: IngestConfig, staging: Location, allowe
     buffered_bytes = 0
     runs: list[str] = []
     identities: set[str] = set()
-    rows = sampled_out = 0
+    rows = sampled_out = read = 0
 
     def flush() -> None:
         nonlocal buffer, buffered_bytes
@@ -175,11 +175,12 @@ def _stage(source: OpenedSource, config: IngestConfig, staging: Location, allowe
     with _progress(total, "ingest: read", "img") as bar:
         for rec in source.records(allowed):
             bar.update(1)
-            row = validate_record(rec, config.seed)
-            if not keep_sample(row["sample_id"], config.seed, config.sample_prob):
+            read += 1
+            sid = sample_id(rec.identity, rec.data, rec.source_path)
+            if not keep_sample(sid, config.seed, config.sample_prob):
                 sampled_out += 1
                 continue
-            buffer.append(row)
+            buffer.append(validate_record(rec, config.seed, sid))
             buffered_bytes += len(rec.data or b"")
             identities.add(rec.identity)
             rows += 1
@@ -192,6 +193,9 @@ def _stage(source: OpenedSource, config: IngestConfig, staging: Location, allowe
         "fingerprint": config.fingerprint(), "runs": runs, "rows": rows, "sampled_out": sampled_out,
         "identities": sort_identities(i for i in identities if i), "limit_applied": allowed is not None,
     }
+    if rows == 0:
+        raise SourceError(f"{source.description}: no rows to ingest (read {read} rows, {sampled_out} left out by "
+                          f"--sample-prob {config.sample_prob}); expected at least one image")
     fs.write_json_atomic(marker, staging.child(STAGED_MARKER))
     log.info("ingest: staged %d rows of %d identities in %d sorted runs", rows, len(marker["identities"]), len(runs))
     return marker

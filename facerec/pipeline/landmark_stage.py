@@ -218,6 +218,7 @@ def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) 
         summaries = run_shards(spark, todo, LandmarkShardTask(str(layout.root), config.extractor),
                                description=f"landmarks {config.extractor}", max_parallel=config.partitions)
     summaries += [counts_of_shard(out, s) for s in sorted(done)]
+    fs.remove_tmp_debris(out)   # temporary files of tasks killed before their commit (Spark redid them)
     ingest_rejected = 0
     for summary in summaries:
         result.merge(summary)

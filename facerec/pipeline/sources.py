@@ -85,7 +85,7 @@ def open_source(source: str, split: str = "train", *, image_column: str | None =
     local = Path(source[len("file://"):] if source.startswith("file://") else source).expanduser()
     if local.exists():
         return _open_local(local, split, image_column, label_column)
-    if source.startswith(("/", ".", "~", "file://")) or os.sep + os.sep in source or not _HUB_ID.match(source):
+    if source.startswith(("/", ".", "~", "file://")) or not _HUB_ID.match(source):
         raise SourceError(f"source {source!r} does not exist: expected an ImageFolder (<identity>/<image>), "
                           "a saved Hugging Face dataset, a folder of Parquet files or a hub id owner/name")
     return _open_hub(source, split, image_column, label_column, streaming)
@@ -97,7 +97,7 @@ def _open_local(path: Path, split: str, image_column: str | None, label_column: 
     if path.is_file():
         if path.suffix != ".parquet":
             raise SourceError(f"source file {path} is not a .parquet file; give a folder or a Parquet file")
-        return _from_hf(_load_parquet([path], split), "parquet", str(path), split, image_column, label_column)
+        return _from_hf(_load_parquet(split, files=[path]), "parquet", str(path), split, image_column, label_column)
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         import datasets
 
@@ -106,14 +106,12 @@ def _open_local(path: Path, split: str, image_column: str | None, label_column: 
         except (OSError, ValueError) as exc:
             raise SourceError(f"cannot open the saved Hugging Face dataset at {path}: {exc}") from exc
         return _from_hf(ds, "saved", str(path), split, image_column, label_column)
-    parquet = sorted(path.rglob("*.parquet"))
-    if parquet:
-        return _from_hf(_load_parquet(parquet, split, data_dir=path), "parquet", str(path), split,
-                        image_column, label_column)
+    if next(path.rglob("*.parquet"), None) is not None:
+        return _from_hf(_load_parquet(split, data_dir=path), "parquet", str(path), split, image_column, label_column)
     return _open_image_folder(path)
 
 
-def _load_parquet(files: list[Path], split: str, data_dir: Path | None = None) -> Any:
+def _load_parquet(split: str, files: list[Path] | None = None, data_dir: Path | None = None) -> Any:
     """Local Parquet through ``datasets`` in streaming mode: read in place, no copy into the HF cache.
 
     With a folder, ``datasets`` infers splits from the file names (``train-*.parquet``, ``test/``...);
@@ -124,9 +122,9 @@ def _load_parquet(files: list[Path], split: str, data_dir: Path | None = None) -
     try:
         if data_dir is not None:
             return datasets.load_dataset("parquet", data_dir=str(data_dir), streaming=True)
-        return datasets.load_dataset("parquet", data_files={split: [str(f) for f in files]}, streaming=True)
+        return datasets.load_dataset("parquet", data_files={split: [str(f) for f in files or []]}, streaming=True)
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
-        raise SourceError(f"cannot read the Parquet source {data_dir or files[0]}: {exc}") from exc
+        raise SourceError(f"cannot read the Parquet source {data_dir or files}: {exc}") from exc
 
 
 def _open_image_folder(root: Path) -> OpenedSource:
@@ -140,9 +138,9 @@ def _open_image_folder(root: Path) -> OpenedSource:
     hidden = 0
     for folder in folders:
         entries = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
-        hidden += sum(1 for p in entries if any(part.startswith(".") for part in p.relative_to(folder).parts))
-        files[folder.name] = [p for p in entries
-                              if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+        visible = [p for p in entries if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+        hidden += len(entries) - len(visible)
+        files[folder.name] = visible
     ignored = {"hidden_files": hidden, "files_outside_identity_folders": len(loose)}
     if hidden or loose:
         log.warning("%s: ignoring %d hidden files and %d files outside identity folders", root, hidden, len(loose))

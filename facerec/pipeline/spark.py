@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from facerec.errors import FacerecError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,33 @@ def run_shards(
     slices = len(shards) if max_parallel is None else max(1, min(len(shards), max_parallel))
     rdd = sc.parallelize([(int(s),) for s in shards], numSlices=slices)
     frame = spark.createDataFrame(rdd, "shard INT")
-    rows = frame.mapInArrow(task, _SUMMARY_DDL).collect()
+    try:
+        rows = frame.mapInArrow(task, _SUMMARY_DDL).collect()
+    except Exception as exc:  # noqa: BLE001 - Spark wraps a worker's failure in Py4J/PySpark exceptions
+        raise task_failure(description, exc) from exc
     summaries = sorted(((r["shard"], json.loads(r["summary"])) for r in rows), key=lambda x: x[0])
     return [s for _, s in summaries]
+
+
+_WORKER_ERROR = re.compile(r"facerec\.errors\.(\w+): (.+)")
+
+
+def task_failure(description: str, exc: BaseException) -> "FacerecError":
+    """One clear line for a Spark job whose shard task failed (after Spark's retries, if any).
+
+    A facerec error raised in a worker (a ``StoreError`` for a full disk, say) is quoted as raised
+    there; otherwise the first line of Spark's message (e.g. "Python worker exited unexpectedly").
+    Shards committed before the failure stay; rerunning the stage computes only the missing ones.
+    """
+    from facerec.errors import StoreError
+
+    text = str(exc)
+    found = _WORKER_ERROR.findall(text)
+    if found:
+        kind, message = found[-1]
+        cause = f"{kind}: {message.strip()}"
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        cause = next((ln for ln in lines if "Exception" in ln or "Error" in ln), lines[0] if lines else repr(exc))
+    return StoreError(f"{description}: a shard task failed ({cause}); committed shards are kept, rerun the stage "
+                      "to compute the missing ones")

@@ -52,7 +52,9 @@ class ReportPaths:
 
 # small helpers -------------------------------------------------------------------------------------
 def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
@@ -225,6 +227,63 @@ def _evaluation_files(run: Path) -> list[Path]:
     return sorted(p for p in run.glob("*.json") if p.name != CONFIG_FILE)
 
 
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def json_blocks(data: Mapping[str, Any], caption: str) -> list[Table]:
+    """Tables for a JSON result file, whatever its nesting:
+
+    scalars -> a (key, value) table; mappings of scalars that share their keys -> one table with a row
+    per mapping (e.g. counts and rows per split); a mapping of such mappings -> a matrix (e.g. method x
+    yaw bin); lists of numbers -> a row; anything deeper -> the same rules one level down.
+    """
+    scalars = [(k, v) for k, v in data.items() if _is_scalar(v)]
+    out: list[Table] = [_pairs_table(scalars, ("name", "value"), caption)] if scalars else []
+    rows_by_keys: dict[tuple, list[tuple[str, Mapping]]] = {}
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(x, (int, float)) for x in value):
+            value = {str(i + 1): x for i, x in enumerate(value)}
+        if not isinstance(value, Mapping) or not value:
+            continue
+        if all(_is_scalar(v) for v in value.values()):
+            rows_by_keys.setdefault(tuple(value), []).append((key, value))
+        elif all(isinstance(v, Mapping) and all(_is_scalar(x) for x in v.values()) for v in value.values()):
+            cols = list(dict.fromkeys(c for v in value.values() for c in v))
+            if cols:
+                out.append(Table(["", *cols], [[r, *(_fmt(v.get(c)) for c in cols)] for r, v in value.items()],
+                                 f"{caption}: {key}"))
+        else:
+            out += json_blocks(value, f"{caption}: {key}")
+    for keys, group in rows_by_keys.items():
+        names = ", ".join(k for k, _ in group)
+        out.append(Table(["", *map(str, keys)], [[k, *(_fmt(v[c]) for c in keys)] for k, v in group],
+                         f"{caption}: {names}"))
+    return out
+
+
+def _verification_headline(ev: Mapping[str, Any]) -> Paragraph | None:
+    v, tf = ev.get("verification"), ev.get("ten_fold")
+    if not isinstance(v, Mapping) or "auc" not in v:
+        return None
+    text = f"ROC AUC {_fmt(v['auc'])}, best accuracy {_fmt(v.get('best_accuracy'))}"
+    if isinstance(tf, Mapping) and "mean" in tf:
+        text += f", 10-fold accuracy {_fmt(tf['mean'])} ± {_fmt(tf.get('std'))}"
+    pairs = v.get("num_pairs")
+    who = ev.get("num_test_identities")
+    if pairs is not None:
+        text += f" over {pairs:,} pairs" + (f" of {who} held-out identities (never trained on)" if who else "")
+    return Paragraph(text + ".")
+
+
+def _figures(paths: list[Path], label: str) -> list:
+    """One figure full width; several side by side (two to a row)."""
+    figs = [Figure(p, _caption(p, label)) for p in paths]
+    if len(figs) <= 1:
+        return figs
+    return [Row(figs[i : i + 2]) for i in range(0, len(figs), 2)]
+
+
 def _run_sections(run: Path, label: str, *, recogniser: bool) -> list[Section]:
     """Config, last metrics, evaluation results and plots of one run folder."""
     if not (run / CONFIG_FILE).exists():
@@ -234,6 +293,7 @@ def _run_sections(run: Path, label: str, *, recogniser: bool) -> list[Section]:
     by_kind: dict[str, list[Path]] = {}
     for p in plots:
         by_kind.setdefault(_plot_kind(p.name) if recogniser else "other", []).append(p)
+    results = {f.name: _read_json(f) for f in _evaluation_files(run)}
 
     cfg = _scalars(config)
     train: list = [Paragraph(f"Run folder {run}.", muted=True)]
@@ -242,32 +302,35 @@ def _run_sections(run: Path, label: str, *, recogniser: bool) -> list[Section]:
     metrics = _metrics_table(_read_metrics(run), "Last logged metrics per phase")
     if metrics:
         train.append(metrics)
-    sections = []
     if not recogniser:
-        train += [Figure(p, _caption(p, label)) for p in plots]
-        for f in _evaluation_files(run):
-            pairs = _scalars(_read_json(f))
-            if pairs:
-                train.append(_pairs_table(pairs, ("metric", "value"), f.name))
+        for name, data in results.items():
+            train += json_blocks(data, name)
+        big = [p for p in plots if "example" in p.name]
+        train += _figures(big, label) + _figures([p for p in plots if p not in big], label)
         if not plots:
             train.append(Paragraph("This run wrote no plots.", muted=True))
         return [Section(label, train)]
 
-    train += [Figure(p, _caption(p, label)) for p in by_kind.get("training", [])]
-    sections.append(Section("Recogniser training", train))
+    sections = [Section("Recogniser training", train + _figures(by_kind.get("training", []), label))]
     ver: list = []
-    for f in _evaluation_files(run):
-        pairs = _scalars(_read_json(f))
-        if pairs:
-            ver.append(_pairs_table(pairs, ("metric", "value"), f.name))
-    ver += [Figure(p, _caption(p, label)) for p in by_kind.get("verification", [])]
+    yaw_tables: list = []
+    for name, data in results.items():
+        if not isinstance(data, Mapping):
+            continue
+        headline = _verification_headline(data)
+        if headline:
+            ver.append(headline)
+        ver += json_blocks({k: v for k, v in data.items() if k not in ("yaw_bins", "plots")}, name)
+        if isinstance(data.get("yaw_bins"), Mapping):
+            yaw_tables += json_blocks(data["yaw_bins"], f"{name}: by the pair's larger |yaw| (degrees)")
+    ver += _figures(by_kind.get("verification", []), label)
     if not ver:
         ver.append(Paragraph("No evaluation was recorded in this run folder (run `facerec evaluate`).", muted=True))
     sections.append(Section("Verification", ver))
-    yaw = [Figure(p, _caption(p, label)) for p in by_kind.get("yaw", [])]
-    sections.append(Section("Metrics by yaw", yaw or [Paragraph("No yaw-binned plot in this run folder.", muted=True)]))
+    yaw_blocks = yaw_tables + _figures(by_kind.get("yaw", []), label)
+    sections.append(Section("Metrics by yaw", yaw_blocks or [Paragraph("No yaw-binned results in this run folder.", muted=True)]))
     if by_kind.get("other"):
-        sections.append(Section("Other figures", [Figure(p, _caption(p, label)) for p in by_kind["other"]]))
+        sections.append(Section("Other figures", _figures(by_kind["other"], label)))
     return sections
 
 

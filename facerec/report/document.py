@@ -115,6 +115,8 @@ figure { margin: 10px 0 18px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
 .row { display: flex; flex-wrap: wrap; gap: 0 28px; align-items: flex-start; }
+.row figure { flex: 1 1 420px; max-width: calc(50% - 14px); }
+.row figure img { width: 100%; }
 .swatches { display: flex; flex-wrap: wrap; gap: 14px; font-size: 13px; margin: 4px 0 10px; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 5px;
           vertical-align: -1px; border: 1px solid rgba(0,0,0,.2); }

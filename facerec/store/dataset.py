@@ -67,7 +67,8 @@ class FaceStoreDataset:
 
     Rows: ``rows`` (store rows) or ``split`` ("train" | "val" | "test" from ``assign_splits`` with
     ``split_config``) or, with neither, every row of the index. With a split, ``label`` is the dense
-    training class (``class_map``; -1 for identities outside training, i.e. the test split) and
+    training class (``class_map``; -1 for identities outside training: the test split, and identities
+    without a single valid training image) and
     ``num_classes`` counts training identities; otherwise ``label`` is the store label. ``identity``
     is always the store label. ``sigma`` other than the stored one, or ``render_heatmaps``, renders the
     6 group maps at read time from the stored landmarks instead of reading them.

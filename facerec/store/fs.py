@@ -72,6 +72,7 @@ def write_parquet_atomic(table: pa.Table, loc: Location, **kwargs: Any) -> None:
     try:
         loc.fs.makedirs(loc.path.rpartition("/")[0], exist_ok=True)
         with loc.fs.open(tmp.path, "wb") as fh:
+            faults.disk_full_while_writing(loc.path, fh)   # no-op unless a recovery test asks for ENOSPC here
             pq.write_table(table, fh, **{"compression": "zstd", **kwargs})
     except OSError as exc:
         _remove_quietly(tmp)

@@ -118,8 +118,16 @@ class ClassMap:
 
 
 def training_class_map(index: "pd.DataFrame", split: "pd.Series") -> ClassMap:
-    """The classes of a classifier trained on ``split == "train"`` rows: sorted training identities."""
-    names = np.unique(index.loc[split.to_numpy() == TRAIN, "identity"].to_numpy())
+    """The classes of a classifier trained on ``split == "train"`` rows: sorted training identities.
+
+    When the index has a ``valid`` column, only identities with at least one valid (face found)
+    training image count: a class without a usable image would never be trained. Their rows, like
+    test rows, map to -1.
+    """
+    usable = split.to_numpy() == TRAIN
+    if "valid" in index.columns:
+        usable &= index["valid"].to_numpy(dtype=bool)
+    names = np.unique(index.loc[usable, "identity"].to_numpy())
     return ClassMap(tuple(str(n) for n in names))
 
 

@@ -1,0 +1,144 @@
+"""Faults while writing a store: killed Spark Python workers, a full disk; nothing lost, nothing twice.
+
+Faults are injected with ``facerec.faults`` (environment variables read where the write happens: in
+the Spark Python workers through ``SparkContext.environment``, in this process through monkeypatch).
+``local[2]`` does not retry a failed task, so here each fault fails the stage with a ``StoreError``
+and a rerun must complete it; ``test_cluster`` shows the retry route on a standalone cluster.
+The template extractor keeps these tests fast: faults are about shards and commits, not faces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from facerec.errors import StoreError
+from facerec.faults import DISK_FULL_ENV, KILL_BEFORE_COMMIT_ENV
+from facerec.pipeline.feature_stage import FeaturesConfig, run_features
+from facerec.pipeline.ingest import IngestConfig, run_ingest
+from facerec.pipeline.landmark_stage import LandmarksConfig, finished_shards, run_landmarks
+from facerec.store.layout import StoreLayout
+
+from conftest import make_image_folder
+from store_compare import data_files, debris, read_shards
+
+NUM_IDENTITIES, PER_IDENTITY, SHARD_SIZE = 8, 3, 8     # 24 real LFW faces in 3 shards
+N = NUM_IDENTITIES * PER_IDENTITY
+
+
+@pytest.fixture(scope="module")
+def source(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("faults_src"), lfw_dir, NUM_IDENTITIES, PER_IDENTITY,
+                             min_images=PER_IDENTITY)
+
+
+def _ingest(source: Path, store: Path):
+    return run_ingest(IngestConfig(source=str(source), store=str(store), seed=1, shard_size=SHARD_SIZE))
+
+
+@contextlib.contextmanager
+def worker_env(spark, **variables: str):
+    """Environment variables for the Spark Python workers of the jobs run inside the block."""
+    environment = spark.sparkContext.environment
+    saved = {k: environment.get(k) for k in variables}
+    environment.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
+
+
+def _assert_each_sample_once(store: Path, folder: Path) -> None:
+    expected = read_shards(store / "samples").column("sample_id").to_pylist()
+    written = read_shards(folder).column("sample_id").to_pylist()
+    assert len(written) == len(expected) == N
+    assert Counter(written) == Counter(expected) and max(Counter(written).values()) == 1
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def test_a_full_disk_during_ingest_leaves_no_partial_file_and_a_rerun_completes(
+        source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    monkeypatch.setenv(DISK_FULL_ENV, "samples/shard-00001.parquet")
+    with pytest.raises(StoreError, match=r"cannot write .*shard-00001\.parquet.*No space left on device"):
+        _ingest(source, store)
+    samples = store / "samples"
+    assert not StoreLayout.is_finished(StoreLayout.at(str(store)).samples)       # the stage is not done
+    assert sorted(p.name for p in samples.glob("shard-*")) == ["shard-00000.parquet"]   # whole shards only
+    assert debris(store) == []                                                   # the torn temp file is gone
+
+    monkeypatch.delenv(DISK_FULL_ENV)
+    resumed = _ingest(source, store)
+    assert (resumed.rows_in, resumed.shards_skipped, resumed.shards_done) == (N, 1, 2)
+    clean = _ingest(source, tmp_path / "clean")
+    assert data_files(store) == data_files(tmp_path / "clean")                   # same bytes as a clean run
+
+
+# ---------------------------------------------------------------------------------------------- Spark
+@pytest.mark.slow
+def test_landmarks_survive_a_full_disk_and_a_killed_worker(source: Path, tmp_path: Path, spark) -> None:
+    store = tmp_path / "store"
+    _ingest(source, store)
+    out = StoreLayout.at(str(store)).landmarks("template")
+    config = LandmarksConfig(store=str(store), extractor="template")
+
+    # 1. A full disk in the Python worker writing shard 2: a clear error naming the file and ENOSPC.
+    with worker_env(spark, **{DISK_FULL_ENV: "landmarks/template/shard-00002.parquet"}):
+        with pytest.raises(StoreError, match=r"shard task failed \(StoreError: cannot write .*shard-00002\.parquet.*"
+                                             r"No space left on device"):
+            run_landmarks(config, spark)
+    assert not StoreLayout.is_finished(out) and 2 not in finished_shards(out)
+    assert not [d for d in debris(store) if "shard-00002" in d]
+
+    # 2. The worker computing shard 2 again is SIGKILLed after writing it, just before the commit (rename).
+    with worker_env(spark, **{KILL_BEFORE_COMMIT_ENV: "landmarks/template/shard-00002.parquet"}):
+        with pytest.raises(StoreError, match="Python worker exited unexpectedly"):
+            run_landmarks(config, spark)
+    committed = finished_shards(out)
+    assert not StoreLayout.is_finished(out) and 2 not in committed
+    assert any("shard-00002" in d for d in debris(store))        # its temp file: invisible to readers
+
+    # 3. A rerun computes only the missing shards; every sample appears exactly once.
+    result = run_landmarks(config, spark)
+    assert (result.rows_in, result.shards_skipped, result.shards_done) == (N, len(committed), 3 - len(committed))
+    assert StoreLayout.read_manifest(out)["num_rows"] == N
+    _assert_each_sample_once(store, Path(out.path))
+    assert debris(store) == []
+
+
+@pytest.mark.slow
+def test_features_survive_a_worker_killed_between_its_arrays_and_its_commit(source: Path, tmp_path: Path, spark) -> None:
+    import numpy as np
+
+    from facerec.store.open_store import open_feature_set
+
+    store = tmp_path / "store"
+    _ingest(source, store)
+    run_landmarks(LandmarksConfig(store=str(store), extractor="template"), spark)
+    config = FeaturesConfig(store=str(store), extractor="template", img_size=32)
+    index = StoreLayout.at(str(store)).features_index("template", 32)
+
+    # Shard 1's Zarr rows are written, then its Python worker dies before the index file is committed.
+    with worker_env(spark, **{KILL_BEFORE_COMMIT_ENV: "features/template-32.index/shard-00001.parquet"}):
+        with pytest.raises(StoreError, match="Python worker exited unexpectedly"):
+            run_features(config, spark)
+    committed = finished_shards(index)
+    assert 1 not in committed and not StoreLayout.is_finished(index)
+    with pytest.raises(StoreError):
+        open_feature_set(str(store))                           # readers refuse the unfinished feature set
+
+    result = run_features(config, spark)
+    assert (result.rows_in, result.shards_skipped, result.shards_done) == (N, len(committed), 3 - len(committed))
+    _assert_each_sample_once(store, Path(index.path))
+    fset = open_feature_set(str(store))                        # checks the index against the valid array
+    assert fset.index["row"].tolist() == list(range(N)) and fset.valid.sum() == result.ok
+    images = fset.array("image")[:]
+    assert all(images[r].any() for r in np.flatnonzero(fset.valid))   # no row left unwritten
+    assert debris(store) == []
