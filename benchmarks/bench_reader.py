@@ -17,6 +17,7 @@ store bytes per sample vs source JPEG bytes per sample. Results go to benchmarks
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import time
@@ -68,33 +69,55 @@ def folder_bytes(path: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------- readers
-def time_loader(loader, sampler, epochs: int) -> dict:
-    """samples/s over ``epochs`` epochs after the first batch (worker start-up reported apart)."""
+def summarize(samples_per_s: list[float]) -> dict:
+    """Median, min and max of repeated throughput figures (the machine is shared: one figure lies)."""
+    return {"samples_per_s": float(np.median(samples_per_s)), "min": float(np.min(samples_per_s)),
+            "max": float(np.max(samples_per_s)), "rounds": [round(v, 1) for v in samples_per_s]}
+
+
+def first_batch_seconds(loader) -> tuple[float, object]:
     t0 = time.perf_counter()
-    first = None
-    count = 0
-    for epoch in range(epochs):
-        sampler.set_epoch(epoch)
-        for batch in loader:
-            if first is None:
-                first = time.perf_counter()
-                continue
-            count += len(batch["image"])
-    seconds = time.perf_counter() - first
-    return {"samples_per_s": count / seconds, "samples": count, "seconds": seconds, "startup_s": first - t0,
-            "batch_shape": list(batch["image"].shape)}
+    it = iter(loader)
+    batch = next(it)
+    return time.perf_counter() - t0, (it, batch)
 
 
-def bench_store_loader(zarr_path: Path, batch_size: int, workers: int, epochs: int) -> dict:
+def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: int) -> tuple[dict, dict]:
+    """The store through make_loader and (b) a uint8 tensor in RAM, measured in alternating rounds.
+
+    A loader round is one whole epoch with persistent workers (refilling the prefetch pipeline
+    included); a RAM round indexes as many random batches out of ``[N, 10, S, S]`` in this process.
+    Worker start-up is reported apart, not counted.
+    """
+    import torch
+
     from facerec.store.dataset import FaceStoreDataset
     from facerec.store.sampler import ChunkShuffleSampler, make_loader
 
     ds = FaceStoreDataset(str(zarr_path), add_mask_channel=True)
+    ram = ds.read_rows(ds.rows)["image"].clone()
     sampler = ChunkShuffleSampler.for_dataset(ds, batch_size=batch_size, seed=0)
     loader = make_loader(ds, sampler, workers)
-    out = time_loader(loader, sampler, epochs)
-    out.update(workers=workers, batch_size=batch_size, rows=len(ds), chunk_rows=ds.chunk_rows)
-    return out
+    startup, (it, batch) = first_batch_seconds(loader)
+    for batch in it:                                  # finish the warm-up epoch
+        pass
+    shape = list(batch["image"].shape)
+    gen = torch.Generator().manual_seed(0)
+    store_rates, ram_rates = [], []
+    for r in range(rounds):
+        sampler.set_epoch(r + 1)
+        t0, n = time.perf_counter(), 0
+        for batch in loader:
+            n += len(batch["image"])
+        store_rates.append(n / (time.perf_counter() - t0))
+        idx = [torch.randint(len(ram), (batch_size,), generator=gen) for _ in range(len(sampler))]
+        t0 = time.perf_counter()
+        for i in idx:
+            picked = ram[i]
+        ram_rates.append(len(idx) * batch_size / (time.perf_counter() - t0))
+    store = {**summarize(store_rates), "startup_s": startup, "workers": workers, "batch_size": batch_size,
+             "batch_shape": shape, "rows": len(ds), "chunk_rows": ds.chunk_rows}
+    return store, {**summarize(ram_rates), "batch_shape": list(picked.shape), "ram_bytes": ram.numel()}
 
 
 class OnTheFlyDataset:
@@ -131,6 +154,7 @@ class OnTheFlyDataset:
 
 
 def bench_on_the_fly(lfw: Path, num: int, batch_size: int, workers: int, sigma: float) -> dict:
+    """(a): samples/s of OnTheFlyDataset in a 2-worker DataLoader, after its first batch (start-up apart)."""
     import multiprocessing
 
     from torch.utils.data import DataLoader
@@ -139,49 +163,34 @@ def bench_on_the_fly(lfw: Path, num: int, batch_size: int, workers: int, sigma: 
     paths = [files[i] for i in np.random.default_rng(0).choice(len(files), size=num + batch_size, replace=False)]
     loader = DataLoader(OnTheFlyDataset(paths, sigma), batch_size=batch_size, num_workers=workers,
                         multiprocessing_context=multiprocessing.get_context("forkserver"))
-
-    class _Once:
-        def set_epoch(self, epoch):
-            pass
-
-    out = time_loader(loader, _Once(), 1)
-    out.update(workers=workers, batch_size=batch_size)
-    return out
+    startup, (it, _) = first_batch_seconds(loader)
+    t0, n = time.perf_counter(), 0
+    for batch in it:
+        n += len(batch["image"])
+    return {"samples_per_s": n / (time.perf_counter() - t0), "samples": n, "startup_s": startup,
+            "workers": workers, "batch_size": batch_size, "batch_shape": list(batch["image"].shape)}
 
 
-def bench_ram(zarr_path: Path, batch_size: int, batches: int) -> dict:
-    """(b): random batches indexed out of a uint8 [N, 10, S, S] tensor already in RAM."""
-    import torch
-
-    from facerec.store.dataset import FaceStoreDataset
-
-    ds = FaceStoreDataset(str(zarr_path), add_mask_channel=True)
-    data = ds.read_rows(ds.rows)["image"].clone()
-    gen = torch.Generator().manual_seed(0)
-    idx = [torch.randint(len(data), (batch_size,), generator=gen) for _ in range(batches + 1)]
-    data[idx[0]]
-    t0 = time.perf_counter()
-    for i in idx[1:]:
-        batch = data[i]
-    seconds = time.perf_counter() - t0
-    return {"samples_per_s": batches * batch_size / seconds, "samples": batches * batch_size, "seconds": seconds,
-            "batch_shape": list(batch.shape), "ram_bytes": data.numel()}
-
-
-def bench_in_process(zarr_path: Path, batch_size: int, max_batches: int, **options) -> dict:
-    """Seconds per batch of ``read_rows`` in this process over ChunkShuffleSampler batches."""
-    from facerec.store.dataset import FaceStoreDataset
+def batch_rows(ds, batch_size: int, seed: int) -> list[np.ndarray]:
+    """Store rows of the full batches of one ChunkShuffleSampler epoch over ``ds``."""
     from facerec.store.sampler import ChunkShuffleSampler
 
-    ds = FaceStoreDataset(str(zarr_path), **options)
-    batches = list(ChunkShuffleSampler.for_dataset(ds, batch_size=batch_size, seed=1))[:max_batches + 1]
-    ds.__getitems__(batches[0])
-    t0 = time.perf_counter()
-    for b in batches[1:]:
-        ds.__getitems__(b)
-    seconds = time.perf_counter() - t0
-    n = sum(len(b) for b in batches[1:])
-    return {"samples_per_s": n / seconds, "ms_per_batch": 1000 * seconds / len(batches[1:]), "batch_size": batch_size}
+    batches = ChunkShuffleSampler.for_dataset(ds, batch_size=batch_size, seed=seed)
+    return [ds.rows[b] for b in batches if len(b) == batch_size]
+
+
+def interleaved_ms(fns: dict[str, callable], inputs: list, rounds: int) -> dict[str, dict]:
+    """Median/min ms per call of each function, the functions alternating call by call (fair under load)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn(inputs[0])                                 # open arrays, warm caches
+    for _ in range(rounds):
+        for x in inputs:
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn(x)
+                times[name].append(1000 * (time.perf_counter() - t0))
+    return {name: {"median_ms": float(np.median(t)), "min_ms": float(np.min(t)), "calls": len(t)} for name, t in times.items()}
 
 
 # ------------------------------------------------------------------------------------------- trade-offs
@@ -210,54 +219,58 @@ def copy_store(zarr_path: Path, dest_root: Path, compressor: str, level: int, ro
     return Path(slayout.features_zarr(EXTRACTOR, SIZE).path)
 
 
-def bench_codecs(zarr_path: Path, work: Path, rows: int, batch_size: int) -> list[dict]:
-    out = []
+def bench_codecs(zarr_path: Path, work: Path, rows: int, batch_size: int, rounds: int) -> list[dict]:
+    """Bytes per sample and in-process read time per batch of each compressor (copies of ``rows`` rows)."""
+    from facerec.store.dataset import FaceStoreDataset
+
+    datasets, sizes = {}, {}
     for compressor, level in CODECS:
         dest = copy_store(zarr_path, work / f"codec-{compressor}-{level}", compressor, level, rows)
-        per_array = {p.name: folder_bytes(p) / rows for p in dest.iterdir() if p.is_dir()}
-        speed = bench_in_process(dest, batch_size, max_batches=rows // batch_size - 1, add_mask_channel=True)
-        out.append({"compressor": compressor, "level": level, "bytes_per_sample": sum(per_array.values()),
-                    "bytes_per_sample_by_array": per_array, **speed})
-        log.info("codec %s-%d: %.0f B/sample, %.0f samples/s", compressor, level, sum(per_array.values()), speed["samples_per_s"])
+        datasets[f"{compressor}-{level}"] = FaceStoreDataset(str(dest), add_mask_channel=True)
+        sizes[f"{compressor}-{level}"] = {p.name: folder_bytes(p) / rows for p in dest.iterdir() if p.is_dir()}
+    inputs = batch_rows(next(iter(datasets.values())), batch_size, seed=1)
+    timing = interleaved_ms({name: ds.read_rows for name, ds in datasets.items()}, inputs, rounds)
+    out = []
+    for (compressor, level), name in zip(CODECS, datasets):
+        t = timing[name]
+        out.append({"compressor": compressor, "level": level, "bytes_per_sample": sum(sizes[name].values()),
+                    "bytes_per_sample_by_array": sizes[name], "ms_per_batch": t["median_ms"], "min_ms_per_batch": t["min_ms"],
+                    "samples_per_s": 1000 * batch_size / t["median_ms"], "batch_size": batch_size})
+        log.info("codec %s: %.0f B/sample, %.0f ms per batch", name, out[-1]["bytes_per_sample"], t["median_ms"])
     return out
 
 
-def bench_heatmap_source(zarr_path: Path, batch_size: int, batches: int) -> dict:
-    """Heatmap channels per batch on CPU: read from the store vs rendered from stored landmarks."""
+def bench_heatmap_source(zarr_path: Path, batch_size: int, rounds: int) -> dict:
+    """Heatmap channels per batch on CPU: read from the store vs rendered at read time from stored landmarks.
+
+    Both include their reads: the stored path decodes the heatmap chunks, the rendered path decodes
+    the landmark chunks (478 points) and renders with facerec.pipeline.heatmaps.
+    """
+    from facerec.schemas.zarr_layout import LANDMARKS
     from facerec.store.dataset import FaceStoreDataset, read_rows_chunked
-    from facerec.store.sampler import ChunkShuffleSampler
 
     stored = FaceStoreDataset(str(zarr_path))
     rendered = FaceStoreDataset(str(zarr_path), render_heatmaps=True)
     per_landmark = FaceStoreDataset(str(zarr_path), group_all_landmarks=True)
-    rows = [stored.rows[b] for b in list(ChunkShuffleSampler.for_dataset(stored, batch_size=batch_size, seed=2))[:batches]]
+    inputs = batch_rows(stored, batch_size, seed=2)[:6]
     dest = np.empty((batch_size, 6, SIZE, SIZE), np.uint8)
 
-    def timed(fn) -> float:
-        fn(rows[0])
-        t0 = time.perf_counter()
-        for r in rows[1:]:
-            fn(r)
-        return 1000 * (time.perf_counter() - t0) / (len(rows) - 1)
+    def points(ds, rows):
+        return read_rows_chunked(ds.feature_set.array(LANDMARKS), rows)
 
-    from facerec.schemas.zarr_layout import LANDMARKS
-
-    stored_ms = timed(lambda r: stored._fill_heatmaps(dest[: len(r)], r, None))
-    rendered_ms = timed(lambda r: rendered._fill_heatmaps(dest[: len(r)], r, read_rows_chunked(rendered.feature_set.array(LANDMARKS), r)))
-    small = [r[:32] for r in rows[:4]]
+    timing = interleaved_ms({
+        "stored": lambda r: stored._fill_heatmaps(dest, r, None),
+        "rendered": lambda r: rendered._fill_heatmaps(dest, r, points(rendered, r)),
+    }, inputs, rounds)
     big = np.empty((32, 478, SIZE, SIZE), np.uint8)
-    per_landmark._fill_heatmaps(big[: len(small[0])], small[0], read_rows_chunked(per_landmark.feature_set.array(LANDMARKS), small[0]))
-    t0 = time.perf_counter()
-    for r in small[1:]:
-        per_landmark._fill_heatmaps(big[: len(r)], r, read_rows_chunked(per_landmark.feature_set.array(LANDMARKS), r))
-    per_landmark_ms = 1000 * (time.perf_counter() - t0) / (len(small) - 1)
+    t478 = interleaved_ms({"478": lambda r: per_landmark._fill_heatmaps(big, r[:32], points(per_landmark, r[:32]))}, inputs[:3], 1)
     return {
         "batch_size": batch_size,
-        "stored_6_groups_ms_per_batch": stored_ms,
-        "rendered_6_groups_ms_per_batch": rendered_ms,
-        "rendered_over_stored": rendered_ms / stored_ms,
-        "rendered_478_landmarks_ms_per_32": per_landmark_ms,
-        "note": "rendered includes reading the landmarks array; stored includes decoding the heatmaps chunks",
+        "stored_6_groups_ms_per_batch": timing["stored"]["median_ms"],
+        "rendered_6_groups_ms_per_batch": timing["rendered"]["median_ms"],
+        "rendered_over_stored": timing["rendered"]["median_ms"] / timing["stored"]["median_ms"],
+        "rendered_478_landmarks_ms_per_32_samples": t478["478"]["median_ms"],
+        "timings": timing,
     }
 
 
@@ -288,9 +301,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=Path("runs/bench"), help="where the store and copies live")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=2, help="store-loader epochs timed")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds (medians reported)")
     parser.add_argument("--on-the-fly-samples", type=int, default=256)
-    parser.add_argument("--codec-rows", type=int, default=1024, help="rows copied per compressor variant")
+    parser.add_argument("--codec-rows", type=int, default=2048, help="rows copied per compressor variant")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not (args.lfw / "lfw-deepfunneled").is_dir():
@@ -299,21 +312,21 @@ def main(argv: list[str] | None = None) -> dict:
     store, zarr_path = build_store(args.lfw, args.work, args.num_images)
     from facerec.store.open_store import FeatureSet
 
-    sigma = FeatureSet.open(str(zarr_path)).layout.sigma
-    result: dict = {"store": str(zarr_path), "num_rows": FeatureSet.open(str(zarr_path)).num_rows}
-    result["store_loader"] = bench_store_loader(zarr_path, args.batch_size, args.workers, args.epochs)
-    log.info("store loader: %.0f samples/s", result["store_loader"]["samples_per_s"])
-    result["ram_tensor"] = bench_ram(zarr_path, args.batch_size, batches=50)
-    log.info("RAM tensor: %.0f samples/s", result["ram_tensor"]["samples_per_s"])
+    opened = FeatureSet.open(str(zarr_path))
+    sigma = opened.layout.sigma
+    result: dict = {"store": str(zarr_path), "num_rows": opened.num_rows, "layout": dataclasses.asdict(opened.layout)}
+    result["store_loader"], result["ram_tensor"] = bench_store_vs_ram(zarr_path, args.batch_size, args.workers, args.rounds)
+    log.info("store loader: %.0f samples/s; RAM tensor: %.0f samples/s",
+             result["store_loader"]["samples_per_s"], result["ram_tensor"]["samples_per_s"])
     result["on_the_fly"] = bench_on_the_fly(args.lfw, args.on_the_fly_samples, 32, args.workers, sigma)
     log.info("on the fly: %.1f samples/s", result["on_the_fly"]["samples_per_s"])
-    result["store_in_process"] = bench_in_process(zarr_path, args.batch_size, max_batches=20, add_mask_channel=True)
     result["speedup_vs_on_the_fly"] = result["store_loader"]["samples_per_s"] / result["on_the_fly"]["samples_per_s"]
     result["fraction_of_ram"] = result["store_loader"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
     result["targets"] = {"speedup_vs_on_the_fly": 20.0, "fraction_of_ram": 0.3}
-    result["heatmaps_stored_vs_rendered"] = bench_heatmap_source(zarr_path, args.batch_size, batches=8)
+    result["heatmaps_stored_vs_rendered"] = bench_heatmap_source(zarr_path, args.batch_size, args.rounds)
     result["storage"] = storage_bytes(store, zarr_path)
-    result["codecs"] = bench_codecs(zarr_path, args.work / "reader-codecs", min(args.codec_rows, result["storage"]["rows"]), args.batch_size)
+    rows = min(args.codec_rows, result["storage"]["rows"])
+    result["codecs"] = bench_codecs(zarr_path, args.work / "reader-codecs", rows, args.batch_size, args.rounds)
     result["load_average_end"] = list(os.getloadavg())
     path = write_result("reader", result)
     print_table("reader (samples/s into uint8 [B, 10, 112, 112])", [
@@ -322,6 +335,10 @@ def main(argv: list[str] | None = None) -> dict:
         {"path": "RAM tensor (b)", "samples_per_s": result["ram_tensor"]["samples_per_s"]},
     ])
     print_table("compressors", [{k: c[k] for k in ("compressor", "level", "bytes_per_sample", "samples_per_s")} for c in result["codecs"]])
+    hm = result["heatmaps_stored_vs_rendered"]
+    print(f"heatmaps per batch of {args.batch_size}: stored {hm['stored_6_groups_ms_per_batch']:.0f} ms, "
+          f"rendered {hm['rendered_6_groups_ms_per_batch']:.0f} ms; store {result['storage']['store_bytes_per_sample']:.0f} B/sample "
+          f"vs JPEG {result['storage']['jpeg_bytes_per_sample']:.0f} B/sample")
     print(f"speed-up vs on the fly {result['speedup_vs_on_the_fly']:.1f}x, fraction of RAM {result['fraction_of_ram']:.2f}; wrote {path}")
     return result
 

@@ -85,7 +85,7 @@ def test_demo_report_holds_valid_pngs_that_load_in_a_browser(demo) -> None:
     md = result.report_md.read_text()
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (result.report_md.parent / link).is_file(), link
-    for stage in STAGES:
+    for stage in STAGES[:-1]:                 # timings of every stage before the report itself
         assert f"<td>{stage}</td>" in html
     browser = find_browser()
     if browser is None:

@@ -141,3 +141,16 @@ def test_placeholder_only_for_template_and_cli(store: Path, landmarks, spark) ->
         assert not any(r["placeholder"] for r in landmarks[name].values())
     manifest = StoreLayout.read_manifest(StoreLayout.at(str(store)).landmarks("template"))
     assert manifest["num_rows"] == 192 and manifest["config"]["partitions"] == 2
+
+
+def test_landmarks_of_a_redone_ingest_are_recomputed(lfw_small_folder: Path, tmp_path: Path, spark) -> None:
+    """After ingest --overwrite with another seed the old landmark shards no longer line up: never reuse them."""
+    store = str(tmp_path / "store")
+    run_ingest(IngestConfig(source=str(lfw_small_folder), store=store, shard_size=50, seed=1))
+    first = run_landmarks(LandmarksConfig(store=store, extractor="template"), spark=spark)
+    assert first.shards_done == 3
+    run_ingest(IngestConfig(source=str(lfw_small_folder), store=store, shard_size=50, seed=2, overwrite=True))
+    second = run_landmarks(LandmarksConfig(store=store, extractor="template"), spark=spark)
+    assert not second.skipped_stage and (second.shards_done, second.shards_skipped) == (3, 0)
+    samples = _table(tmp_path / "store" / "samples").column("sample_id")
+    assert _table(tmp_path / "store" / "landmarks" / "template").column("sample_id").equals(samples)

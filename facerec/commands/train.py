@@ -54,8 +54,16 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
         data_root: Annotated[Optional[str], typer.Option(
             "--data-root", help="An ImageFolder to build (or reuse) the store from before training.")] = None,
+        nproc: Annotated[int, typer.Option(
+            "--nproc", min=1, help="Train with N processes on this machine (DDP, one GPU each, or gloo on CPU): "
+                                   "re-launches this command under torch.distributed.run.")] = 1,
     ) -> None:
         """Train the recogniser (ResNet + ArcFace/CosFace) on STORE; writes the run folder --out."""
+        if nproc > 1:
+            from facerec.distributed import launch_self
+
+            launch_self(nproc)
+            return
         from facerec.model.train_recognizer import TrainConfig, main
 
         cfg = TrainConfig(

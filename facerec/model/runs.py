@@ -36,10 +36,19 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 class RunFolder:
-    """One training run's folder. ``resume=False`` refuses a folder that already holds a run."""
+    """One training run's folder. ``resume=False`` refuses a folder that already holds a run.
 
-    def __init__(self, path: Path, *, resume: bool = False) -> None:
+    ``replica=True`` (DDP ranks other than 0) reads the run (config, checkpoints) but writes nothing:
+    rank 0 writes config, metrics, checkpoints and plots for all ranks.
+    """
+
+    def __init__(self, path: Path, *, resume: bool = False, replica: bool = False) -> None:
         self.path = Path(path)
+        self.replica = replica
+        self._purge_step: int | None = None
+        if replica:
+            self._writer = None
+            return
         if not resume and (self.path / METRICS_FILE).exists():
             raise TrainingError(
                 f"run folder {self.path} already holds a run (metrics.jsonl exists); "
@@ -55,6 +64,8 @@ class RunFolder:
     def save_config(self, cfg: Any) -> dict:
         """Write the resolved config; returns it as a dict."""
         data = config_to_dict(cfg)
+        if self.replica:
+            return data
         _write_text_atomic(self.path / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=True))
         return data
 
@@ -67,6 +78,8 @@ class RunFolder:
     # metrics ----------------------------------------------------------------------------------
     def log(self, step: int, phase: str, **metrics: float) -> None:
         """Append one record to metrics.jsonl and the same scalars to TensorBoard as phase/name."""
+        if self.replica:
+            return
         clean = {k: _scalar(v) for k, v in metrics.items()}
         record = {"step": int(step), "phase": phase, **clean, "time": round(time.time(), 3)}
         with open(self.path / METRICS_FILE, "a", encoding="utf-8") as fh:
@@ -76,6 +89,18 @@ class RunFolder:
             for name, value in clean.items():
                 if isinstance(value, (int, float)) and value is not None:
                     writer.add_scalar(f"{phase}/{name}", value, int(step))
+
+    def drop_metrics_after(self, step: int) -> int:
+        """Keep only records up to ``step`` (a resumed run's checkpoint): a run killed after its last
+        checkpoint logged steps that the resumed run redoes. Returns how many records were dropped."""
+        records = self.read_metrics()
+        kept = [r for r in records if r["step"] <= step]
+        if self.replica or len(kept) == len(records):
+            return 0
+        _write_text_atomic(self.path / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
+        self._purge_step = step + 1          # TensorBoard: hide the dropped steps' events too
+        log.info("dropped %d metric records after step %d (logged after the last checkpoint)", len(records) - len(kept), step)
+        return len(records) - len(kept)
 
     def read_metrics(self) -> list[dict]:
         path = self.path / METRICS_FILE
@@ -92,7 +117,7 @@ class RunFolder:
                 log.warning("tensorboard is not importable; metrics go to %s only", METRICS_FILE)
                 self._writer = False
                 return None
-            self._writer = SummaryWriter(log_dir=str(self.path / "tb"))
+            self._writer = SummaryWriter(log_dir=str(self.path / "tb"), purge_step=self._purge_step)
         return self._writer or None
 
     # checkpoints ------------------------------------------------------------------------------
@@ -104,6 +129,8 @@ class RunFolder:
         import torch
 
         final = self.checkpoint_path(name)
+        if self.replica:
+            return final
         tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
         torch.save(state, tmp)
         os.replace(tmp, final)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,9 @@ from facerec.model.backbone import STEMS, list_backbones
 from facerec.model.recognizer import ModelSpec, Recognizer, build_recognizer
 from facerec.model.runs import RunFolder
 from facerec.model.schedule import warmup_cosine
+
+if TYPE_CHECKING:
+    from facerec.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -186,20 +189,24 @@ def open_split(cfg: TrainConfig, feature_set: Any, split: str, *, augment: bool 
     )
 
 
-def build_data(cfg: TrainConfig, feature_set: Any) -> TrainData:
+def build_data(cfg: TrainConfig, feature_set: Any, info: "DistInfo | None" = None) -> TrainData:
+    """Train and val readers; under DDP (``info``) each rank's sampler takes its own disjoint part."""
+    from facerec.distributed import DistInfo
     from facerec.store.sampler import ChunkShuffleSampler, make_loader
 
+    info = info or DistInfo()
     train = open_split(cfg, feature_set, "train", augment=cfg.augment)
-    if len(train) < cfg.batch_size:
-        raise ConfigError(f"the train split has {len(train)} rows, fewer than one batch of {cfg.batch_size}; "
-                          "lower --batch-size or use a larger store")
+    if len(train) < cfg.batch_size * info.world_size:
+        raise ConfigError(f"the train split has {len(train)} rows, fewer than one batch of {cfg.batch_size} for each "
+                          f"of {info.world_size} processes; lower --batch-size or use a larger store")
     try:
         val = open_split(cfg, feature_set, "val") if cfg.holdout_image_frac > 0 else None
     except ConfigError as exc:   # no held-out images (tiny store): train without closed-set validation
         log.warning("no validation rows: %s", exc)
         val = None
     sampler = ResumableBatches(ChunkShuffleSampler.for_dataset(train, batch_size=cfg.batch_size, seed=cfg.seed,
-                                                               drop_last=True))
+                                                               drop_last=True, rank=info.rank,
+                                                               world_size=info.world_size))
     train_loader = make_loader(train, sampler, cfg.num_workers)
     val_loader = None
     if val is not None:
@@ -279,13 +286,16 @@ def device_inputs(batch: dict, device: torch.device, channels_last: bool) -> tup
 
 
 def train_step(model: Recognizer, optimizer, scheduler, scaler, images: torch.Tensor, labels: torch.Tensor, *,
-               amp_dtype: torch.dtype | None, grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+               amp_dtype: torch.dtype | None, grad_clip: float | None,
+               forward: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on a normalised batch; returns (loss, number correct), both still on the device.
 
+    ``forward(images, labels)`` is ``model.classify`` unless given (under torchrun: the DDP module from
+    ``facerec.distributed.wrap_for_training``, which averages gradients across ranks).
     Raises ``TrainingError`` on a NaN or infinite loss before any weight changes.
     """
     with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        logits, cosine = model.classify(images, labels)
+        logits, cosine = (forward or model.classify)(images, labels)
         loss = F.cross_entropy(logits, labels)
     if not torch.isfinite(loss):
         raise TrainingError(f"loss is {loss.item()}")
@@ -302,8 +312,10 @@ def train_step(model: Recognizer, optimizer, scheduler, scaler, images: torch.Te
 
 def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, device: torch.device, *,
                     state: LoopState, cfg: TrainConfig, run: RunFolder | None, amp_dtype: torch.dtype | None,
-                    channels_last: bool, total_batches: int) -> dict[str, float]:
+                    channels_last: bool, total_batches: int, forward: Callable | None = None) -> dict[str, float]:
     """One pass over ``loader``; advances ``state`` after every step. Stops early at ``cfg.max_steps``."""
+    from facerec import distributed, faults
+
     model.train()
     meter = Meter()
 
@@ -314,10 +326,12 @@ def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, dev
     batches = log_every(loader, meter, every=cfg.log_every, total=total_batches,
                         desc=f"epoch {state.epoch + 1}/{cfg.epochs}", on_log=on_log)
     for batch in batches:
+        faults.at_train_step(state.step)          # recovery tests: die here as a crash would
+        distributed.trace_rows(batch["row"])      # DDP tests: which store rows this rank trained on
         images, labels = device_inputs(batch, device, channels_last)
         try:
             loss, correct = train_step(model, optimizer, scheduler, scaler, images, labels, amp_dtype=amp_dtype,
-                                       grad_clip=cfg.grad_clip)
+                                       grad_clip=cfg.grad_clip, forward=forward)
         except TrainingError as exc:
             raise TrainingError(
                 f"{exc} at step {state.step} (epoch {state.epoch + 1}); training stopped. The last good checkpoint "
@@ -408,24 +422,39 @@ def _prepare_store(cfg: TrainConfig) -> TrainConfig:
 
 
 def main(cfg: TrainConfig) -> TrainResult:
-    """Train (or resume) a run; returns where it is and what it reached."""
-    from facerec.devices import resolve_device
+    """Train (or resume) a run; returns where it is and what it reached.
+
+    Under torchrun (``RANK``/``WORLD_SIZE`` set) every rank runs this: DDP, a disjoint part of each epoch
+    per rank, rank 0 alone writes config, metrics, checkpoints, plots and the evaluation.
+    """
+    from facerec import distributed
+
+    info, device = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, info, device)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg: TrainConfig, info: "DistInfo", device: torch.device) -> TrainResult:
+    from facerec import distributed
     from facerec.store.open_store import open_feature_set
 
-    cfg = _prepare_store(cfg)
-    device = resolve_device(cfg.device)
+    if info.is_main:
+        cfg = _prepare_store(cfg)      # one rank builds (or reuses) the store, the others wait for it
+    distributed.barrier()
     amp_dtype = resolve_amp(cfg.amp, device)
     channels_last = use_channels_last(cfg.channels_last, device)
     feature_set = open_feature_set(cfg.store, cfg.extractor, cfg.img_size)
     cfg = dataclasses.replace(cfg, extractor=feature_set.layout.extractor)   # resolved: the run says which
-    run = RunFolder(Path(cfg.out), resume=cfg.resume)
+    run = RunFolder(Path(cfg.out), resume=cfg.resume, replica=not info.is_main)
     checkpoint = None
     if cfg.resume:
         _check_resume(cfg, run.load_config())
         checkpoint = run.load_checkpoint("last.pt") if run.has_checkpoint("last.pt") else None
     run.save_config(cfg)
     torch.manual_seed(cfg.seed)
-    data = build_data(cfg, feature_set)
+    data = build_data(cfg, feature_set, info)
     spec = ModelSpec(backbone=cfg.backbone, in_chans=data.train.num_channels, num_classes=data.num_classes,
                      img_size=feature_set.layout.img_size, stem=cfg.stem, embedding_size=cfg.embedding_size,
                      dropout=cfg.dropout, margin_type=cfg.margin_type, scale=cfg.scale, margin=cfg.margin)
@@ -448,14 +477,26 @@ def main(cfg: TrainConfig) -> TrainResult:
         scaler.load_state_dict(checkpoint["scaler"])
         state = LoopState(**checkpoint["loop"])
         _set_rng_state(checkpoint["rng"])
+        if checkpoint.get("world_size", 1) != info.world_size:
+            raise TrainingError(f"cannot resume: the run trained with {checkpoint.get('world_size', 1)} processes, "
+                                f"now {info.world_size}; each rank's share of an epoch would change")
         log.info("resumed %s at step %d (epoch %d, batch %d)", run.path, state.step, state.epoch + 1, state.batch_in_epoch)
+    if cfg.resume:
+        run.drop_metrics_after(state.step)   # records a killed run logged after its last checkpoint
+    forward = distributed.wrap_for_training(model, info, device)
+    if info.distributed:
+        log.info("DDP over %(world_size)d processes: batch %(batch_per_rank)d per rank, effective batch "
+                 "%(effective_batch)d, learning rate %(lr)g (not scaled with the batch)",
+                 distributed.training_summary(info, cfg.batch_size, cfg.lr))
     log.info("training %s/%s on %s: %d classes, %d train rows, %d channels, %d steps/epoch, amp=%s",
              cfg.backbone, cfg.margin_type, device, data.num_classes, len(data.train), spec.in_chans,
              steps_per_epoch, amp_dtype, )
 
     def save(best: bool = False) -> None:
-        run.save_checkpoint(checkpoint_state(model, optimizer, scheduler, scaler, state, cfg, spec, data.class_names),
-                            best=best)
+        if not info.is_main:
+            return
+        ckpt = checkpoint_state(model, optimizer, scheduler, scaler, state, cfg, spec, data.class_names)
+        run.save_checkpoint({**ckpt, "world_size": info.world_size}, best=best)
 
     epoch_metrics: dict = {}
     try:
@@ -463,7 +504,7 @@ def main(cfg: TrainConfig) -> TrainResult:
             data.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
             train_metrics = train_one_epoch(
                 model, optimizer, scheduler, scaler, data.train_loader, device, state=state, cfg=cfg, run=run,
-                amp_dtype=amp_dtype, channels_last=channels_last, total_batches=len(data.sampler))
+                amp_dtype=amp_dtype, channels_last=channels_last, total_batches=len(data.sampler), forward=forward)
             if state.batch_in_epoch < steps_per_epoch:      # stopped by max_steps inside the epoch
                 save()
                 break
@@ -486,9 +527,10 @@ def main(cfg: TrainConfig) -> TrainResult:
         log.warning("interrupted at step %d; checkpoint saved, continue with --resume", state.step)
         run.close()
         raise
-    _plot_curves(run)
+    if info.is_main:
+        _plot_curves(run)
     evaluation = None
-    if cfg.evaluate_after and state.epoch >= cfg.epochs:
+    if cfg.evaluate_after and state.epoch >= cfg.epochs and info.is_main:
         from facerec.model.evaluate import evaluate_run
 
         evaluation = evaluate_run(run.path, feature_set, device=cfg.device, num_pairs=cfg.eval_pairs)

@@ -18,7 +18,6 @@ Samples with a missing or non-finite pose are counted as valid but never chosen 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -79,8 +78,8 @@ def aggregate_canonical(points: np.ndarray, pose: np.ndarray, k: int) -> tuple[n
 
 
 # ------------------------------------------------------------------------------------------ Spark tasks
-@functools.lru_cache(maxsize=4)
 def _landmarks_array(zarr_url: str):
+    """Opened per task, not cached: a rebuilt group must never be read through stale metadata."""
     from facerec.store.feature_arrays import open_feature_group
     from facerec.store.fs import resolve
     from facerec.schemas.zarr_layout import LANDMARKS

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "features"
-NO_FACE = "no_face"   # status when the landmarks row says ok but detected is false
 
 _SAMPLE_COLUMNS = ["sample_id", "identity", "label", "split", "shard", "position", "image", "status"]
 _LANDMARK_COLUMNS = ["sample_id", "num_points", "points", "detected", "yaw", "pitch", "roll", "status"]
@@ -141,6 +140,7 @@ def _row_features(sample: dict, lm: dict | None, lset, layout: FeatureLayout) ->
     from facerec.pipeline.decode import ImageRejected, decode_rgb
     from facerec.pipeline.face_mask import face_mask
     from facerec.pipeline.heatmaps import group_heatmaps, quantize
+    from facerec.pipeline.landmark_stage import NO_FACE
     from facerec.schemas import zarr_layout as zl
 
     if sample["status"] != tables.STATUS_OK:
@@ -181,8 +181,11 @@ def compute_shard(job: ShardJob, shard: int) -> dict[str, Any]:
     if bad:
         raise StoreError(f"shard {shard}: landmarks have {sorted(bad)} points but {lset.name} has {lset.num_points}")
 
-    group, _ = open_feature_group(StoreLayout.at(job.store).features_zarr(layout.extractor, layout.img_size), mode="r+")
     n, size, start = len(rows), layout.img_size, shard * layout.shard_size
+    if n > layout.shard_size or start + n > layout.num_rows:
+        raise StoreError(f"shard {shard} has {n} rows, which do not fit rows {start}.. of a {layout.num_rows}-row "
+                         f"feature set with shards of {layout.shard_size}; rerun `facerec features --overwrite`")
+    group, _ = open_feature_group(store.features_zarr(layout.extractor, size), mode="r+")
     shapes = layout.shapes()
     landmarks_out = np.zeros((n, layout.num_points, 2), np.float32)
     valid = np.zeros(n, bool)
@@ -274,8 +277,11 @@ def _prepare_group(config: FeaturesConfig, store: StoreLayout, layout: FeatureLa
     zloc = store.features_zarr(config.extractor, config.img_size)
     index = store.features_index(config.extractor, config.img_size)
     if config.overwrite or not zloc.exists():
-        if index.exists():
-            index.fs.rm(index.path, recursive=True)      # an index without its arrays means nothing
+        # An index without its arrays means nothing, and identities of the old arrays are stale.
+        for stale in (index, store.identities(config.extractor, config.img_size)):
+            if stale.exists():
+                log.info("features: removing %s (its feature arrays are rebuilt)", stale)
+                stale.fs.rm(stale.path, recursive=True)
         create_feature_group(zloc, layout, overwrite=True)
         return False
     _, found = open_feature_group(zloc)

@@ -239,6 +239,7 @@ def _merge_into_shards(out: Location, staging: Location, marker: dict, config: I
     shard_rows: list[dict[str, Any]] = []
     shard = excluded = 0
     previous = None
+    digest = hashlib.sha1()   # over the stored sample ids in order: names this exact samples table
 
     def flush() -> None:
         nonlocal shard_rows, shard
@@ -261,6 +262,7 @@ def _merge_into_shards(out: Location, staging: Location, marker: dict, config: I
                 counts.add(DUPLICATE)
                 continue
             previous = row["sample_id"]
+            digest.update(previous.encode() + b"\n")
             counts.add(row["status"])
             shard_rows.append(row)
             if len(shard_rows) == config.shard_size:
@@ -269,7 +271,8 @@ def _merge_into_shards(out: Location, staging: Location, marker: dict, config: I
             flush()
     result.merge(counts.to_dict())
     return {"num_rows": counts.rows_in - counts.rejected.get(DUPLICATE, 0), "num_shards": shard,
-            "num_identities": len(identities), "excluded_by_limit_classes": excluded}
+            "num_identities": len(identities), "excluded_by_limit_classes": excluded,
+            "samples_digest": digest.hexdigest()}
 
 
 # ------------------------------------------------------------------------------------------- driver

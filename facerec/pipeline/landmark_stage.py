@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 NO_FACE = "no_face"
 EXTRACTOR_ERROR = "extractor_error"
+INPUT_MARKER = "_input.json"     # which samples table the shards in a landmarks folder were computed from
 _SHARD_RE = re.compile(r"shard-(\d{5})\.parquet$")
 _INPUT_COLUMNS = ["sample_id", "shard", "position", "image", "status", "error"]
 
@@ -190,6 +191,18 @@ def _finished_result(out: Location) -> StageResult:
                        rejected=dict(counts["rejected"]), skipped_stage=True)
 
 
+def _drop_stale_output(out: Location, samples_digest: str | None) -> None:
+    """Remove landmarks computed from another samples table (ingest was redone since): never mix them."""
+    if not out.exists():
+        return
+    marker = out.child(INPUT_MARKER)
+    recorded = fs.read_json(marker).get("samples_digest") if marker.exists() else None
+    if recorded != samples_digest:
+        log.warning("landmarks: %s was computed from another samples table (digest %s, now %s); recomputing it",
+                    out, recorded, samples_digest)
+        out.fs.rm(out.path, recursive=True)
+
+
 def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) -> StageResult:
     """Run (or resume, or skip) the landmarks stage over every samples shard; returns its counts."""
     from facerec.pipeline.spark import run_shards, spark_session
@@ -202,12 +215,15 @@ def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) 
                                  "does not exist; run facerec ingest first")
     samples_manifest = StoreLayout.read_manifest(layout.samples)
     num_shards = int(samples_manifest["num_shards"])
+    samples_digest = samples_manifest.get("samples_digest")
     out = layout.landmarks(config.extractor)
+    _drop_stale_output(out, samples_digest)
     if StoreLayout.is_finished(out) and not config.overwrite:
         return _finished_result(out)
     if config.overwrite and out.exists():
         out.fs.rm(out.path, recursive=True)
     fs.remove_tmp_debris(out)
+    fs.write_json_atomic({"samples_digest": samples_digest}, out.child(INPUT_MARKER))
     done = finished_shards(out) & set(range(num_shards))
     todo = [s for s in range(num_shards) if s not in done]
     log.info("landmarks (%s): %d shards to compute, %d already done", config.extractor, len(todo), len(done))
@@ -231,6 +247,7 @@ def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) 
     result.extra = {"not_processed_rejected_at_ingest": ingest_rejected, "num_shards": num_shards}
     manifest = {"stage": "landmarks", "layout_version": LAYOUT_VERSION, "config": asdict(config),
                 "extractor": config.extractor, "num_points": landmark_set(config.extractor).num_points,
-                "num_rows": result.rows_in, "num_shards": num_shards, "counts": result.to_dict()}
+                "num_rows": result.rows_in, "num_shards": num_shards, "samples_digest": samples_digest,
+                "counts": result.to_dict()}
     fs.write_json_atomic(manifest, StoreLayout.manifest(out))
     return result

@@ -44,19 +44,25 @@ def parse_conf(pairs: Iterable[str] | None) -> dict[str, str]:
 
 
 def spark_session(master: str | None = None, conf: dict[str, str] | None = None, app_name: str = "facerec") -> "SparkSession":
-    """A SparkSession for a stage; reuses an active one with the same master."""
+    """A SparkSession for a stage; reuses an active one with the same master.
+
+    Under ``spark-submit`` (its JVM is already running: ``PYSPARK_GATEWAY_PORT`` is set) and without
+    ``--master`` here, the master given to spark-submit is used instead of ``local[*]``.
+    """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    submitted = master is None and "PYSPARK_GATEWAY_PORT" in os.environ
     master = master or DEFAULT_MASTER
     active = SparkSession.getActiveSession()
-    if active is not None and active.sparkContext.master == master:
+    if active is not None and (submitted or active.sparkContext.master == master):
         return active
     if active is not None:
         active.stop()
+    builder = SparkSession.builder if submitted else SparkSession.builder.master(master)
     builder = (
-        SparkSession.builder.master(master)
+        builder
         .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -70,7 +76,7 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None,
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    log.info("spark session on %s (default parallelism %d)", master, spark.sparkContext.defaultParallelism)
+    log.info("spark session on %s (default parallelism %d)", spark.sparkContext.master, spark.sparkContext.defaultParallelism)
     return spark
 
 

