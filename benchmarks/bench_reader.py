@@ -8,7 +8,8 @@ heatmaps + mask) for:
 - the store through ``make_loader`` (2 workers, ``ChunkShuffleSampler``);
 - (a) the on-the-fly path a user would otherwise write: read JPEG, decode, MediaPipe, align, render
   heatmaps and mask per sample, in a 2-worker DataLoader;
-- (b) indexing a uint8 tensor already in RAM (random batches, one process).
+- (b) indexing a uint8 tensor already in RAM (random batches, one process; NumPy fancy indexing of
+  its memory, the faster of that and torch's ``tensor[idx]``, which is also reported).
 Also: the compressor trade-off (bytes per sample vs in-process reader speed on copies of the store),
 heatmaps read from the store vs rendered at read time from stored landmarks (CPU, per batch), and
 store bytes per sample vs source JPEG bytes per sample. Results go to benchmarks/results/reader.json.
@@ -103,7 +104,8 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
         pass
     shape = list(batch["image"].shape)
     gen = torch.Generator().manual_seed(0)
-    store_rates, ram_rates = [], []
+    ram_np = ram.numpy()
+    store_rates, numpy_rates, torch_rates = [], [], []
     for r in range(rounds):
         sampler.set_epoch(r + 1)
         t0, n = time.perf_counter(), 0
@@ -113,11 +115,20 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
         idx = [torch.randint(len(ram), (batch_size,), generator=gen) for _ in range(len(sampler))]
         t0 = time.perf_counter()
         for i in idx:
-            picked = ram[i]
-        ram_rates.append(len(idx) * batch_size / (time.perf_counter() - t0))
+            picked = torch.from_numpy(ram_np[i.numpy()])
+        numpy_rates.append(len(idx) * batch_size / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for i in idx:
+            ram[i]
+        torch_rates.append(len(idx) * batch_size / (time.perf_counter() - t0))
     store = {**summarize(store_rates), "startup_s": startup, "workers": workers, "batch_size": batch_size,
              "batch_shape": shape, "rows": len(ds), "chunk_rows": ds.chunk_rows}
-    return store, {**summarize(ram_rates), "batch_shape": list(picked.shape), "ram_bytes": ram.numel()}
+    ram_result = {
+        **summarize(numpy_rates), "method": "NumPy fancy indexing of the tensor's memory (the fastest measured)",
+        "torch_index": {**summarize(torch_rates), "method": "tensor[idx] (torch advanced indexing)"},
+        "batch_shape": list(picked.shape), "ram_bytes": ram.numel(),
+    }
+    return store, ram_result
 
 
 class OnTheFlyDataset:
@@ -247,7 +258,7 @@ def bench_heatmap_source(zarr_path: Path, batch_size: int, rounds: int) -> dict:
     the landmark chunks (478 points) and renders with facerec.pipeline.heatmaps.
     """
     from facerec.schemas.zarr_layout import LANDMARKS
-    from facerec.store.dataset import FaceStoreDataset, read_rows_chunked
+    from facerec.store.dataset import FaceStoreDataset
 
     stored = FaceStoreDataset(str(zarr_path))
     rendered = FaceStoreDataset(str(zarr_path), render_heatmaps=True)
@@ -256,7 +267,7 @@ def bench_heatmap_source(zarr_path: Path, batch_size: int, rounds: int) -> dict:
     dest = np.empty((batch_size, 6, SIZE, SIZE), np.uint8)
 
     def points(ds, rows):
-        return read_rows_chunked(ds.feature_set.array(LANDMARKS), rows)
+        return ds.feature_set.reader(LANDMARKS).read_rows(rows)
 
     timing = interleaved_ms({
         "stored": lambda r: stored._fill_heatmaps(dest, r, None),

@@ -51,7 +51,7 @@ class DemoConfig:
 
     source: str | None = None          # None: the hub default (logasja/VGGFace2), streamed
     out: Path = Path("runs/demo")
-    max_images: int = 1000
+    max_images: int = 800
     max_identities: int = 200
     min_images: int = 6                # ImageFolder: identities with fewer images are left out
     max_per_identity: int = 12         # ImageFolder: at most this many images of one identity
@@ -64,7 +64,7 @@ class DemoConfig:
     lr: float = 2e-3
     use_heatmaps: bool = True
     ae_epochs: int = 40
-    eval_pairs: int = 2000
+    eval_pairs: int = 1000
     holdout_identity_frac: float = 0.15   # identities kept out of training for verification (both models)
     shard_size: int = 128
     device: str = "auto"
@@ -99,8 +99,9 @@ class DemoConfig:
 @dataclass(frozen=True)
 class Stage:
     name: str
-    what: str          # one line for the user
-    output: str        # where its result goes
+    what: str                   # one line for the user
+    output: str                 # where its result goes
+    own_progress: bool = False  # the stage draws its own progress bar (ingest, training)
 
 
 class DemoObserver(Protocol):
@@ -284,14 +285,15 @@ def run_demo(cfg: DemoConfig, observer: DemoObserver | None = None) -> DemoResul
     _prepare_out(cfg)
     layout = StoreLayout.at(cfg.store)
     stages = [
-        Stage("ingest", "read the source, validate, shuffle, write samples shards", str(layout.samples)),
+        Stage("ingest", "read the source, validate, shuffle, write samples shards", str(layout.samples), True),
         Stage("landmarks", f"{cfg.extractor} landmarks and head pose per image (Spark)", str(layout.landmarks(cfg.extractor))),
         Stage("features", "aligned crops, heatmaps, masks into Zarr (Spark)", str(layout.features_zarr(cfg.extractor, cfg.img_size))),
         Stage("canonical", "canonical landmarks per identity (Spark groupBy)", str(layout.identities(cfg.extractor, cfg.img_size))),
         Stage("train recogniser", f"{cfg.backbone} + ArcFace, RGB{' + heatmaps' if cfg.use_heatmaps else ''}, "
-                                  f"{cfg.epochs} epochs", str(cfg.recognizer_run)),
+                                  f"{cfg.epochs} epochs", str(cfg.recognizer_run), True),
         Stage("evaluate recogniser", "verification on held-out identities, by yaw", str(cfg.recognizer_run / "eval.json")),
-        Stage("train autoencoder", f"landmark autoencoder, {cfg.ae_epochs} epochs, held-out NME", str(cfg.autoencoder_run)),
+        Stage("train autoencoder", f"landmark autoencoder, {cfg.ae_epochs} epochs, held-out NME", str(cfg.autoencoder_run),
+              True),
         Stage("report", "report.html and report.md", str(Path(cfg.out) / "report.html")),
     ]
     clock = _Clock(stages, observer)

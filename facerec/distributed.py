@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TRACE_ROWS_ENV = "FACEREC_TRACE_ROWS_DIR"   # tests: each rank appends the store rows it trained on here
+TRACE_ENV = "FACEREC_TRACE_DIR"   # tests: each rank writes the rows it trained on and its final weights here
 
 
 @dataclass(frozen=True)
@@ -158,13 +158,25 @@ def wrap_for_training(model: "nn.Module", info: DistInfo, device: "torch.device"
 
 
 def trace_rows(rows: "torch.Tensor", info: DistInfo | None = None) -> None:
-    """Append the store rows of one training batch to ``$FACEREC_TRACE_ROWS_DIR/rank-<r>.txt`` (tests)."""
-    folder = os.environ.get(TRACE_ROWS_ENV)
+    """Append the store rows of one training batch to ``$FACEREC_TRACE_DIR/rows-rank<r>.txt`` (tests)."""
+    folder = os.environ.get(TRACE_ENV)
     if not folder:
         return
     info = info or current()
-    with open(os.path.join(folder, f"rank-{info.rank}.txt"), "a", encoding="utf-8") as fh:
+    with open(os.path.join(folder, f"rows-rank{info.rank}.txt"), "a", encoding="utf-8") as fh:
         fh.write(" ".join(str(int(r)) for r in rows.tolist()) + "\n")
+
+
+def trace_weights(model: "nn.Module", info: DistInfo | None = None) -> None:
+    """Save this rank's final ``state_dict`` to ``$FACEREC_TRACE_DIR/weights-rank<r>.pt`` (tests)."""
+    folder = os.environ.get(TRACE_ENV)
+    if not folder:
+        return
+    import torch
+
+    info = info or current()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+               os.path.join(folder, f"weights-rank{info.rank}.pt"))
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:

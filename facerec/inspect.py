@@ -145,7 +145,7 @@ def _stage_info(stage: str, name: str, folder: Location, table: "pa.Table", extr
         stage=stage, name=name, path=str(folder), finished=manifest is not None,
         files=len(_parquet_files(folder)), bytes=_disk_bytes(folder) + extra_bytes, rows=table.num_rows,
         ok=ok, rejected=rejected, seconds=_manifest_seconds(manifest),
-        layout_version=tables.LAYOUT_VERSION if table.num_rows or _parquet_files(folder) else None,
+        layout_version=tables.LAYOUT_VERSION if _parquet_files(folder) else None,   # check_table_schema passed
         details=details,
     )
 

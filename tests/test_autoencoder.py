@@ -106,7 +106,7 @@ def _config(store, out, **kw):
     from facerec.model.train_autoencoder import AutoencoderConfig
 
     base = dict(store=str(store), extractor="dlib", out=str(out), epochs=2, batch_size=32, width=64, depth=1,
-                code_size=16, device="cpu", holdout_identity_frac=0.25, num_examples=3)
+                code_size=16, device="cpu", threads=1, holdout_identity_frac=0.25, num_examples=3)
     base.update(kw)
     return AutoencoderConfig(**base)
 
@@ -431,7 +431,7 @@ def test_training_lowers_the_loss_on_real_landmarks(lfw_store, tmp_path):
 
     out = tmp_path / "real_run"
     summary = main(AutoencoderConfig(store=str(lfw_store), extractor="mediapipe", out=str(out), epochs=6, batch_size=16,
-                                     width=128, code_size=16, holdout_identity_frac=0.2, device="cpu", num_examples=2))
+                                     width=128, code_size=16, holdout_identity_frac=0.2, device="cpu", threads=1, num_examples=2))
     losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["phase"] == "epoch"]
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.7 * losses[0]

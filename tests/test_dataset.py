@@ -80,10 +80,10 @@ def test_values_match_what_was_stored(store, fset):
 
 def test_unsorted_and_repeated_rows_come_back_in_order(fset):
     ds = FaceStoreDataset(fset)
-    rows = [30, 2, 2, 17, 0, 31]
-    batch = ds.read_rows(rows)
-    single = torch.stack([ds[r]["image"] for r in rows])
-    assert batch["row"].tolist() == rows and torch.equal(batch["image"], single)
+    for rows in ([30, 2, 2, 17, 0, 31], [5, 5, 7], [8, 9, 10, 11, 12]):   # shuffled, gaps, repeats, dense
+        batch = ds.read_rows(rows)
+        single = torch.stack([ds[r]["image"] for r in rows])
+        assert batch["row"].tolist() == rows and torch.equal(batch["image"], single)
 
 
 def test_float16_heatmaps_come_back_as_uint8(lfw_dir, tmp_path, store):

@@ -142,3 +142,77 @@ def test_features_survive_a_worker_killed_between_its_arrays_and_its_commit(sour
     images = fset.array("image")[:]
     assert all(images[r].any() for r in np.flatnonzero(fset.valid))   # no row left unwritten
     assert debris(store) == []
+
+
+# ---------------------------------------------------------------------------------------------- training
+TRAIN_SIZE, TRAIN_EPOCHS = 32, 3
+
+
+def _train_config(store: str, out: Path, **kw):
+    from facerec.model.train_recognizer import TrainConfig
+
+    base = dict(store=store, out=str(out), backbone="resnet18", embedding_size=32, img_size=TRAIN_SIZE,
+                epochs=TRAIN_EPOCHS, batch_size=8, lr=2e-3, warmup_epochs=0.5, num_workers=0, device="cpu",
+                augment=True, holdout_identity_frac=0.2, log_every=1, evaluate_after=False)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.slow
+def test_training_killed_mid_epoch_resumes_from_its_checkpoint_as_if_never_killed(lfw_dir: Path, tmp_path: Path) -> None:
+    """Reference: 3 epochs straight. Interrupted: a separate process SIGKILLed in the middle of epoch 2
+    (its last checkpoint: the end of epoch 1), then ``--resume`` to the end. The weights, optimiser,
+    scheduler, scaler and loop state, and the logged loss at every step, must equal the reference's;
+    metrics.jsonl must hold each step once (what the killed run logged after its checkpoint is dropped)."""
+    import dataclasses
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+
+    from facerec.faults import KILL_AT_STEP_ENV
+    from facerec.model import train_recognizer as tr
+    from facerec.model.runs import RunFolder
+
+    from conftest import REPO
+    from store_builder import build_feature_set
+
+    zarr_path, _ = build_feature_set(tmp_path / "store", lfw_dir, num_identities=12, per_identity=5,
+                                     size=TRAIN_SIZE, chunk_rows=8, shard_size=32, invalid_rows=())
+    store = str(zarr_path)
+    reference = tr.main(_train_config(store, tmp_path / "reference"))
+    per_epoch = reference.steps // TRAIN_EPOCHS
+    run = tmp_path / "run"
+
+    kill_at = per_epoch + per_epoch // 2 + 1                                         # mid-epoch 2
+    config = dataclasses.asdict(_train_config(store, run))
+    code = ("import json, sys; from facerec.model.train_recognizer import TrainConfig, main; "
+            "main(TrainConfig(**json.loads(sys.argv[1])))")
+    killed = subprocess.run([sys.executable, "-c", code, json.dumps(config)], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, KILL_AT_STEP_ENV: str(kill_at)}, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    logged = [m["step"] for m in RunFolder(run, resume=True).read_metrics() if m["phase"] == "train"]
+    assert max(logged) == kill_at                                                   # it logged past its checkpoint
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["loop"]
+    assert (saved["step"], saved["epoch"], saved["batch_in_epoch"]) == (per_epoch, 1, 0)
+
+    resumed = tr.main(_train_config(store, run, resume=True))
+    assert resumed.steps == reference.steps and resumed.epochs_done == TRAIN_EPOCHS
+    a = torch.load(tmp_path / "reference" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-6), key
+    assert a["scheduler"] == b["scheduler"] and a["loop"] == b["loop"] and a["scaler"] == b["scaler"]
+    for pid, st in a["optimizer"]["state"].items():
+        assert int(st["step"]) == int(b["optimizer"]["state"][pid]["step"])
+        assert torch.allclose(st["exp_avg"], b["optimizer"]["state"][pid]["exp_avg"], atol=1e-7)
+
+    def curve(folder: Path) -> list[tuple[int, float]]:
+        return [(m["step"], m["loss"]) for m in RunFolder(folder, resume=True).read_metrics() if m["phase"] == "train"]
+
+    ref_curve, run_curve = curve(tmp_path / "reference"), curve(run)
+    assert [s for s, _ in run_curve] == list(range(1, reference.steps + 1))            # no gap, no duplicate
+    assert [s for s, _ in ref_curve] == [s for s, _ in run_curve]
+    assert [round(v, 4) for _, v in run_curve] == [round(v, 4) for _, v in ref_curve]  # the curve carries on

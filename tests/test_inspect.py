@@ -117,6 +117,9 @@ def test_inspect_counts_rejects_sizes_and_pose(hand_store: Path) -> None:
     assert pose.quantiles["pitch"]["q50"] == pytest.approx(3.5)
     # |yaw| = 50, 20, 3, 10, 35, 95
     assert pose.abs_yaw_hist == [("0-15", 2), ("15-30", 1), ("30-45", 1), ("45-60", 1), ("60-90", 0), ("90+", 1)]
+    by_url = inspect_store(f"file://{hand_store}")          # fsspec URLs read the same store
+    assert [(x.stage, x.rows, x.ok, x.rejected, x.bytes) for x in by_url.stages] == \
+        [(x.stage, x.rows, x.ok, x.rejected, x.bytes) for x in s.stages]
 
 
 def test_yaw_histogram_bins_and_text_bars() -> None:

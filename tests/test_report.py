@@ -106,6 +106,25 @@ def test_markdown_links_existing_pngs(report) -> None:
     assert "## Timings" in md and "| total | 10.0 |" in md
 
 
+def test_json_results_become_tables() -> None:
+    from facerec.report.builder import json_blocks
+
+    data = {
+        "split": "held-out", "count": {"0-15": 9, "all": 12}, "nme": {"model": {"0-15": 0.1, "all": 0.2},
+                                                                        "input": {"0-15": 0.3, "all": None}},
+        "rows": {"train": 30, "holdout": 10}, "identities": {"train": 6, "holdout": 2},
+        "ten_fold": {"mean": 0.8, "fold_accuracies": [0.7, 0.9]}, "plots": ["a.png"],
+    }
+    tables = {t.caption: t for t in json_blocks(data, "eval.json")}
+    assert tables["eval.json"].rows == [["split", "held-out", "", ""]]
+    assert tables["eval.json: nme"].headers == ["", "0-15", "all"]
+    assert tables["eval.json: nme"].rows == [["model", "0.1000", "0.2000"], ["input", "0.3000", "—"]]
+    assert tables["eval.json: rows, identities"].rows == [["rows", "30", "10"], ["identities", "6", "2"]]
+    assert tables["eval.json: count"].rows == [["count", "9", "12"]]
+    assert tables["eval.json: ten_fold: fold_accuracies"].rows == [["fold_accuracies", "0.7000", "0.9000"]]
+    assert not any("plots" in c for c in tables)
+
+
 def test_png_data_uri_refuses_other_files(tmp_path: Path) -> None:
     fake = tmp_path / "x.png"
     fake.write_bytes(b"GIF89a....")

@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         mirror: Annotated[bool, typer.Option("--mirror/--no-mirror", help="Mirror augmentation of half of each batch.")] = True,
         holdout_frac: Annotated[float, typer.Option("--holdout-identity-frac", help="Share of identities held out for evaluation.")] = 0.1,
         device: Device = "auto",
+        threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch default.")] = 0,
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
         seed: Seed = 0,
     ) -> None:
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
         cfg = AutoencoderConfig(store=store, extractor=extractor, out=str(out), img_size=img_size, epochs=epochs,
                                 batch_size=batch_size, lr=lr, width=width, depth=depth, code_size=code_size,
                                 dropout=dropout, residual=residual, mirror=mirror, holdout_identity_frac=holdout_frac,
-                                device=device, resume=resume, seed=seed)
+                                device=device, threads=threads, resume=resume, seed=seed)
         _print_summary(main(cfg))
 
     @app.command("evaluate-autoencoder")

@@ -21,15 +21,26 @@ class RichObserver:
 
         self.console = Console(stderr=False)
         self.rows: list[tuple[str, float, str]] = []
+        self._status = None
 
     def stage_started(self, stage, index: int, total: int) -> None:
-        self.console.rule(f"[bold][{index}/{total}] {stage.name}[/bold]: {stage.what}", align="left")
+        self.console.rule(f"[bold]\\[{index}/{total}] {stage.name}[/bold]: {stage.what}", align="left")
+        if not stage.own_progress:          # Spark stages and evaluation: a spinner with the elapsed time
+            self._status = self.console.status(f"{stage.name} running…", spinner="dots")
+            self._status.start()
 
     def stage_finished(self, stage, seconds: float, lines: list[str]) -> None:
+        self.close()
         for line in lines:
-            self.console.print(f"  {line}", highlight=False)
+            self.console.print(f"  {line}", highlight=False, markup=False)
         self.console.print(f"[green]✓[/green] {stage.name} [dim]{seconds:.1f} s[/dim] → {stage.output}", highlight=False)
         self.rows.append((stage.name, seconds, stage.output))
+
+    def close(self) -> None:
+        """Stop a spinner left running by a stage that failed."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def summary(self, result) -> None:
         from rich.table import Table
@@ -85,5 +96,8 @@ def register(app: typer.Typer) -> None:
                      seed=seed, overwrite=overwrite)
         cfg = DemoConfig(**{k: v for k, v in given.items() if v is not None})
         observer = RichObserver()
-        result = run_demo(cfg, observer)
+        try:
+            result = run_demo(cfg, observer)
+        finally:
+            observer.close()
         observer.summary(result)

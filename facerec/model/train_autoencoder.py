@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DATA_FILE = "data.json"
 EVAL_FILE = "eval.json"
 # Fields that may differ when a run is resumed; every other one must match the saved config.
-_RESUME_MAY_DIFFER = ("device", "resume", "out", "store")
+_RESUME_MAY_DIFFER = ("device", "threads", "resume", "out", "store")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class AutoencoderConfig:
     min_valid_per_identity: int = 2    # identities with fewer valid samples have a trivial target
     max_ram_mb: float = 2048.0         # above this the landmarks are streamed from the store
     device: str = "auto"
+    threads: int = 0                   # CPU threads for torch; 0 keeps torch's default (one per core)
     resume: bool = False
     seed: int = 0
     num_examples: int = 6              # large-yaw held-out faces drawn in the examples plot
@@ -74,6 +75,8 @@ class AutoencoderConfig:
                 raise ConfigError(f"autoencoder config: {name} must be >= 1, found {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"autoencoder config: lr must be > 0, found {self.lr}")
+        if self.threads < 0:
+            raise ConfigError(f"autoencoder config: threads must be >= 0 (0 = torch default), found {self.threads}")
         if not 0.0 <= self.warmup_frac < 1.0:
             raise ConfigError(f"autoencoder config: warmup_frac must be in [0, 1), found {self.warmup_frac}")
 
@@ -181,12 +184,27 @@ def main(cfg: AutoencoderConfig) -> dict[str, Any]:
     import torch
 
     from facerec.devices import resolve_device
-    from facerec.model.autoencoder_data import HOLDOUT, TRAIN, LandmarkReader, describe, open_source
     from facerec.model.runs import RunFolder
-    from facerec.model.schedule import warmup_cosine
 
     device = resolve_device(cfg.device)
-    run = RunFolder(Path(cfg.out), resume=cfg.resume)
+    threads_before = torch.get_num_threads()
+    if cfg.threads:
+        # A tiny MLP gains nothing from many threads, and on a busy machine their spin-waits cost ~10x.
+        torch.set_num_threads(cfg.threads)
+    try:
+        with RunFolder(Path(cfg.out), resume=cfg.resume) as run:
+            return _train(cfg, run, device)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: AutoencoderConfig, run, device: "torch.device") -> dict[str, Any]:
+    import torch
+
+    from facerec.model.autoencoder_data import HOLDOUT, TRAIN, LandmarkReader, describe, open_source
+    from facerec.model.evaluate_autoencoder import evaluate
+    from facerec.model.schedule import warmup_cosine
+
     if cfg.resume:
         _check_resume(run, cfg)
     run.save_config(cfg)
@@ -221,8 +239,6 @@ def main(cfg: AutoencoderConfig) -> dict[str, Any]:
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         log.info("resumed %s at epoch %d (step %d)", run.path, start_epoch, step)
 
-    from facerec.model.evaluate_autoencoder import evaluate
-
     for epoch in range(start_epoch, cfg.epochs):
         step, loss = train_one_epoch(model, train_src, optimizer, scheduler, cfg, epoch, step, reader.lset, device, run)
         holdout_nme = float(evaluate(model, holdout_src, mean_shape, reader.lset, device, num_examples=0).errors["model"].mean())
@@ -231,9 +247,7 @@ def main(cfg: AutoencoderConfig) -> dict[str, Any]:
         log.info("epoch %d/%d: train NME %.4f, held-out NME %.4f", epoch + 1, cfg.epochs, loss, holdout_nme)
         run.save_checkpoint(checkpoint_state(model, optimizer, scheduler, epoch, step, cfg, mean_shape, frame))
 
-    result = write_evaluation(run, model, holdout_src, mean_shape, reader.lset, device, cfg.num_examples)
-    run.close()
-    return result
+    return write_evaluation(run, model, holdout_src, mean_shape, reader.lset, device, cfg.num_examples)
 
 
 def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, num_examples: int) -> dict[str, Any]:

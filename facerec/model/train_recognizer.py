@@ -527,6 +527,7 @@ def _train(cfg: TrainConfig, info: "DistInfo", device: torch.device) -> TrainRes
         log.warning("interrupted at step %d; checkpoint saved, continue with --resume", state.step)
         run.close()
         raise
+    distributed.trace_weights(model, info)     # DDP tests: every rank's final weights
     if info.is_main:
         _plot_curves(run)
     evaluation = None

@@ -298,6 +298,9 @@ def run_ingest(config: IngestConfig) -> StageResult:
     start = time.perf_counter()
     out = StoreLayout.at(config.store).samples
     if StoreLayout.is_finished(out) and not config.overwrite:
+        leftover = out.child(STAGING_DIR)
+        if leftover.exists():  # killed between writing the manifest and removing the staged runs
+            leftover.fs.rm(leftover.path, recursive=True)
         return _finished_result(out, config)
     source = open_source(config.source, config.split, image_column=config.image_column,
                          label_column=config.label_column, streaming=config.streaming)

@@ -136,9 +136,11 @@ def landmark_shard(store: str, extractor_name: str, shard: int) -> dict[str, Any
         counts.add(row["status"])
         rows.append(row)
     fs.write_parquet_atomic(pa.Table.from_pylist(rows, schema=LANDMARKS), layout.landmarks(extractor_name).child(shard_file(shard)))
-    summary = counts.to_dict()
-    summary["ingest_rejected"] = sum(1 for s in table.column("status").to_pylist() if s != STATUS_OK)
-    return summary
+    return {**counts.to_dict(), "ingest_rejected": _rejected_at_ingest(table)}
+
+
+def _rejected_at_ingest(samples: pa.Table) -> int:
+    return sum(1 for s in samples.column("status").to_pylist() if s != STATUS_OK)
 
 
 @dataclass(frozen=True)
@@ -160,19 +162,17 @@ def finished_shards(folder: Location) -> set[int]:
     return {int(m.group(1)) for n in names if (m := _SHARD_RE.fullmatch(n))}
 
 
-def counts_of_shard(folder: Location, shard: int) -> dict[str, Any]:
+def counts_of_shard(layout: StoreLayout, extractor: str, shard: int) -> dict[str, Any]:
     """Counts of a shard committed by an earlier run, read back from its status column."""
-    loc = folder.child(shard_file(shard))
+    loc = layout.landmarks(extractor).child(shard_file(shard))
     with loc.fs.open(loc.path, "rb") as fh:
         pf = pq.ParquetFile(fh)
         check_table_schema(pf.schema_arrow, LANDMARKS, str(loc))
-        statuses = pf.read(columns=["status", "error"]).to_pylist()
+        statuses = pf.read(columns=["status"]).column("status").to_pylist()
     counts = ShardCounts()
-    for row in statuses:
-        counts.add(row["status"])
-    summary = counts.to_dict()
-    summary["ingest_rejected"] = sum(1 for r in statuses if (r["error"] or "").startswith("rejected at ingest"))
-    return summary
+    for status in statuses:
+        counts.add(status)
+    return {**counts.to_dict(), "ingest_rejected": _rejected_at_ingest(read_samples_shard(layout.samples, shard, ["status"]))}
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -233,7 +233,7 @@ def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) 
         spark = spark or spark_session(config.master, config.conf, app_name=f"facerec-landmarks-{config.extractor}")
         summaries = run_shards(spark, todo, LandmarkShardTask(str(layout.root), config.extractor),
                                description=f"landmarks {config.extractor}", max_parallel=config.partitions)
-    summaries += [counts_of_shard(out, s) for s in sorted(done)]
+    summaries += [counts_of_shard(layout, config.extractor, s) for s in sorted(done)]
     fs.remove_tmp_debris(out)   # temporary files of tasks killed before their commit (Spark redid them)
     ingest_rejected = 0
     for summary in summaries:

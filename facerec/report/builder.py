@@ -102,7 +102,7 @@ def _dataset_section(summary: StoreSummary) -> Section:
     splits = ", ".join(f"{k}: {v:,}" for k, v in summary.splits.items()) or "none"
     blocks: list = [
         Paragraph(f"Store {summary.store} (layout version {summary.layout_version}): {summary.identities:,} "
-                  f"identities; usable samples by split: {splits}; {format_bytes(summary.total_bytes)} on disk."),
+                  f"identities; usable samples by source split: {splits}; {format_bytes(summary.total_bytes)} on disk."),
         Table(["stage", "finished", "rows", "ok", "rejected by reason", "on disk"], rows, "Stages of the store"),
     ]
     reasons: dict[str, dict[str, int]] = {}

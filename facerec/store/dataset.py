@@ -2,9 +2,10 @@
 
 Everything stays uint8 until the device (4x fewer bytes through worker pipes and pinned memory);
 ``normalize_batch`` moves a batch first and converts it there. Speed comes from the batched path:
-``__getitems__`` (what ``DataLoader`` calls with a batch sampler) reads each array once per batch,
-one Zarr call per run of consecutive chunks, and slices the wanted rows out of the decoded block.
-Pair it with ``ChunkShuffleSampler`` so a batch touches few chunks.
+``__getitems__`` (what ``DataLoader`` calls with a batch sampler) reads each chunk a batch touches once
+(``facerec.store.chunk_reader``) and copies its rows straight into the batch tensor. Pair it with
+``ChunkShuffleSampler`` so a batch touches few chunks. In a DataLoader worker the batch tensor is
+allocated in shared memory, so handing it to the main process copies nothing.
 
 A batch is a dict of tensors (``image`` uint8 [B, C, S, S], ``label``/``identity``/``row`` int64 [B],
 ``yaw``/``pitch``/``roll`` float32 [B] in degrees (NaN when unknown), ``valid`` bool [B], and with
@@ -37,31 +38,6 @@ log = logging.getLogger(__name__)
 RENDER_BATCH = 16   # samples rendered at a time: bounds the float32 scratch of per-landmark maps
 RGB_MEAN = 0.5
 RGB_STD = 0.5
-
-
-def read_rows_chunked(array: Any, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``array[rows]`` for ``rows`` in any order (repeats allowed), one Zarr read per run of consecutive chunks.
-
-    Each decoded block is copied row by row straight into its batch positions of ``out`` (allocated
-    when None; it may be a strided view such as ``batch[:, :3]``): one copy per row, no fancy-index
-    temporary (that saved about a third of the read time of a 256-row batch here). Zarr's own fancy
-    indexing (``oindex``) decodes the same chunks but measured 3-6x slower.
-    """
-    if out is None:
-        out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-    if len(rows) == 0:
-        return out
-    order = np.argsort(rows, kind="stable")
-    ordered = rows[order]
-    chunk = ordered // array.chunks[0]
-    starts = np.r_[0, np.flatnonzero(np.diff(chunk) > 1) + 1]
-    ends = np.r_[starts[1:], len(ordered)]
-    for a, b in zip(starts, ends):
-        lo, hi = int(ordered[a]), int(ordered[b - 1]) + 1
-        block = array[lo:hi]
-        for dest, row in zip(order[a:b].tolist(), ordered[a:b].tolist()):   # one copy per row, no temporary
-            out[dest] = block[row - lo]
-    return out
 
 
 class FaceStoreDataset:
@@ -190,13 +166,13 @@ class FaceStoreDataset:
         cl = self.channel_layout
         image = _batch_buffer((len(rows), cl.num_channels, s, s))
         pixels = image.numpy()
-        read_rows_chunked(fs.array(IMAGE), rows, out=pixels[:, :3])
+        fs.reader(IMAGE).read_rows(rows, out=pixels[:, :3])
         need_points = self.group_all_landmarks or self.render_groups or self.return_landmarks
-        points = read_rows_chunked(fs.array(LANDMARKS), rows) if need_points else None
+        points = fs.reader(LANDMARKS).read_rows(rows) if need_points else None
         if cl.num_heatmaps:
             self._fill_heatmaps(pixels[:, cl.heatmap_slice], rows, points)
         if cl.has_mask:
-            mask = read_rows_chunked(fs.array(MASK), rows)
+            mask = fs.reader(MASK).read_rows(rows)
             np.multiply(mask[:, 0] != 0, 255, out=pixels[:, -1], casting="unsafe")
         out = {
             "image": image,
@@ -220,11 +196,11 @@ class FaceStoreDataset:
         """Heatmap channels of ``rows`` into ``dest`` uint8 [B, H, S, S] (peak 255)."""
         fs = self.feature_set
         if not (self.group_all_landmarks or self.render_groups):
-            array = fs.array(HEATMAPS)
-            if array.dtype == np.uint8:
-                read_rows_chunked(array, rows, out=dest)
+            reader = fs.reader(HEATMAPS)
+            if reader.array.dtype == np.uint8:
+                reader.read_rows(rows, out=dest)
             else:
-                dest[:] = quantize(read_rows_chunked(array, rows), "uint8")
+                dest[:] = quantize(reader.read_rows(rows), "uint8")
             return
         valid = fs.valid[rows]
         dest[~valid] = 0

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import zarr
 
+    from facerec.store.chunk_reader import ChunkReader
+
 log = logging.getLogger(__name__)
 
 ZARR_SUFFIX = ".zarr"
@@ -115,6 +117,7 @@ class FeatureSet:
         self.layout = layout
         self._index: pa.Table | None = index
         self._arrays: dict[str, Any] = {}
+        self._readers: dict[str, Any] = {}
         self._pid = os.getpid()
         n = layout.num_rows
         rows = index.column("row").to_numpy()
@@ -192,9 +195,19 @@ class FeatureSet:
             self._arrays = {n: group[n] for n in ARRAY_NAMES}
         return self._arrays[name]
 
+    def reader(self, name: str) -> "ChunkReader":
+        """A ChunkReader of one array, created in this process on first use."""
+        from facerec.store.chunk_reader import ChunkReader
+
+        array = self.array(name)
+        if name not in self._readers or self._readers[name].array is not array:
+            self._readers[name] = ChunkReader(array)
+        return self._readers[name]
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_arrays"] = {}
+        state["_readers"] = {}
         state["_index"] = None
         return state
 

@@ -9,7 +9,11 @@ source globally, so a chunk already holds mixed identities; what stays together 
 buffer, and buffers are redrawn every epoch.
 
 It yields dataset positions (indices into ``row_ids``), grouped in ``BatchRows`` lists that carry a
-per-batch augmentation seed, and works as a DataLoader ``batch_sampler`` (``make_loader``).
+per-batch augmentation seed, and works as a DataLoader ``batch_sampler`` (``make_loader``). Which rows
+form a batch is random; inside a batch they come in row order, so whole chunks decode straight into
+the batch tensor. Partly filled chunks (the last one, or chunks thinned by a split) go last in the
+chunk order, so that with ``shuffle_buffer_chunks * chunk_rows == batch_size`` a batch of a full
+store touches exactly ``shuffle_buffer_chunks`` chunks.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ class ChunkShuffleSampler:
         stream = self._stream()
         for b in range(len(self)):
             batch = stream[b * self.batch_size : (b + 1) * self.batch_size]
+            batch = batch[np.argsort(self.row_ids[batch], kind="stable")]   # row order: Zarr decodes in place
             seed_seq = np.random.SeedSequence([self.seed, self.epoch, self.rank, b])
             yield BatchRows(batch.tolist(), int(seed_seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
 
