@@ -83,12 +83,63 @@ def first_batch_seconds(loader) -> tuple[float, object]:
     return time.perf_counter() - t0, (it, batch)
 
 
-def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: int) -> tuple[dict, dict]:
-    """The store through make_loader and (b) a uint8 tensor in RAM, measured in alternating rounds.
+def process_tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and all its descendants (DataLoader workers, the
+    forkserver), from /proc: throughput per CPU-second is what survives a shared, loaded machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parent[int(name)] = int(fields[1])
+            cpu[int(name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [os.getpid()]
+    while stack:
+        pid = stack.pop()
+        total += cpu.get(pid, 0.0)
+        stack += [child for child, ppid in parent.items() if ppid == pid]
+    return total
 
-    A loader round is one whole epoch with persistent workers (refilling the prefetch pipeline
-    included); a RAM round indexes as many random batches out of ``[N, 10, S, S]`` in this process.
-    Worker start-up is reported apart, not counted.
+
+class RamDataset:
+    """(b) through a loader: rows of a uint8 tensor held in RAM (shared with the workers), batched
+    with NumPy fancy indexing into the same shared-memory batch buffer the store reader uses."""
+
+    def __init__(self, images) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, indices):
+        from facerec.store.dataset import batch_buffer
+
+        out = batch_buffer((len(indices), *self.images.shape[1:]))
+        np.take(self.images.numpy(), np.asarray(indices), axis=0, out=out.numpy())
+        return {"image": out}
+
+
+def timed_epoch(loader, sampler, epoch: int) -> tuple[float, float]:
+    """(samples per wall second, samples per CPU second of the whole process tree) of one epoch."""
+    sampler.set_epoch(epoch)
+    t0, c0, n = time.perf_counter(), process_tree_cpu_seconds(), 0
+    for batch in loader:
+        n += len(batch["image"])
+    return n / (time.perf_counter() - t0), n / (process_tree_cpu_seconds() - c0)
+
+
+def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: int) -> dict:
+    """The store through make_loader against a uint8 tensor in RAM, in alternating rounds.
+
+    - ``store_loader``: FaceStoreDataset + ChunkShuffleSampler + make_loader (``workers`` workers);
+    - ``ram_tensor`` (b): random batches indexed out of ``[N, 10, S, S]`` in this process (NumPy
+      fancy indexing, the faster of that and torch's ``tensor[idx]``, also reported);
+    - ``ram_loader``: the same tensor served through the same loader and sampler, the ceiling of any
+      worker-based loader on this machine (it pays the same shared-memory transfer).
+    A loader round is one epoch with persistent workers; start-up is reported apart.
     """
     import torch
 
@@ -98,37 +149,43 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
     ds = FaceStoreDataset(str(zarr_path), add_mask_channel=True)
     ram = ds.read_rows(ds.rows)["image"].clone()
     sampler = ChunkShuffleSampler.for_dataset(ds, batch_size=batch_size, seed=0)
-    loader = make_loader(ds, sampler, workers)
-    startup, (it, batch) = first_batch_seconds(loader)
-    for batch in it:                                  # finish the warm-up epoch
-        pass
+    loaders = {"store_loader": make_loader(ds, sampler, workers), "ram_loader": make_loader(RamDataset(ram), sampler, workers)}
+    startup = {}
+    for name, loader in loaders.items():
+        startup[name], (it, batch) = first_batch_seconds(loader)
+        for batch in it:                              # finish the warm-up epoch
+            pass
     shape = list(batch["image"].shape)
-    gen = torch.Generator().manual_seed(0)
     ram_np = ram.numpy()
-    store_rates, numpy_rates, torch_rates = [], [], []
+    gen = torch.Generator().manual_seed(0)
+    rates: dict[str, list[float]] = {k: [] for k in ("store_loader", "ram_loader", "ram_tensor", "ram_tensor_torch")}
+    cpu_rates: dict[str, list[float]] = {k: [] for k in ("store_loader", "ram_loader", "ram_tensor")}
     for r in range(rounds):
-        sampler.set_epoch(r + 1)
-        t0, n = time.perf_counter(), 0
-        for batch in loader:
-            n += len(batch["image"])
-        store_rates.append(n / (time.perf_counter() - t0))
+        for name, loader in loaders.items():
+            wall, cpu = timed_epoch(loader, sampler, r + 1)
+            rates[name].append(wall)
+            cpu_rates[name].append(cpu)
         idx = [torch.randint(len(ram), (batch_size,), generator=gen) for _ in range(len(sampler))]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), process_tree_cpu_seconds()
         for i in idx:
             picked = torch.from_numpy(ram_np[i.numpy()])
-        numpy_rates.append(len(idx) * batch_size / (time.perf_counter() - t0))
+        rates["ram_tensor"].append(len(idx) * batch_size / (time.perf_counter() - t0))
+        cpu_rates["ram_tensor"].append(len(idx) * batch_size / max(process_tree_cpu_seconds() - c0, 1e-3))
         t0 = time.perf_counter()
         for i in idx:
             ram[i]
-        torch_rates.append(len(idx) * batch_size / (time.perf_counter() - t0))
-    store = {**summarize(store_rates), "startup_s": startup, "workers": workers, "batch_size": batch_size,
-             "batch_shape": shape, "rows": len(ds), "chunk_rows": ds.chunk_rows}
-    ram_result = {
-        **summarize(numpy_rates), "method": "NumPy fancy indexing of the tensor's memory (the fastest measured)",
-        "torch_index": {**summarize(torch_rates), "method": "tensor[idx] (torch advanced indexing)"},
-        "batch_shape": list(picked.shape), "ram_bytes": ram.numel(),
+        rates["ram_tensor_torch"].append(len(idx) * batch_size / (time.perf_counter() - t0))
+    common = {"workers": workers, "batch_size": batch_size, "batch_shape": shape}
+    out = {
+        "store_loader": {**summarize(rates["store_loader"]), **common, "startup_s": startup["store_loader"],
+                         "rows": len(ds), "chunk_rows": ds.chunk_rows},
+        "ram_loader": {**summarize(rates["ram_loader"]), **common, "startup_s": startup["ram_loader"]},
+        "ram_tensor": {**summarize(rates["ram_tensor"]), "method": "NumPy fancy indexing in this process",
+                       "batch_shape": list(picked.shape), "ram_bytes": ram.numel(),
+                       "torch_index": {**summarize(rates["ram_tensor_torch"]), "method": "tensor[idx]"}},
+        "samples_per_cpu_second": {k: summarize(v) for k, v in cpu_rates.items()},
     }
-    return store, ram_result
+    return out
 
 
 class OnTheFlyDataset:
@@ -326,13 +383,16 @@ def main(argv: list[str] | None = None) -> dict:
     opened = FeatureSet.open(str(zarr_path))
     sigma = opened.layout.sigma
     result: dict = {"store": str(zarr_path), "num_rows": opened.num_rows, "layout": dataclasses.asdict(opened.layout)}
-    result["store_loader"], result["ram_tensor"] = bench_store_vs_ram(zarr_path, args.batch_size, args.workers, args.rounds)
-    log.info("store loader: %.0f samples/s; RAM tensor: %.0f samples/s",
-             result["store_loader"]["samples_per_s"], result["ram_tensor"]["samples_per_s"])
+    result.update(bench_store_vs_ram(zarr_path, args.batch_size, args.workers, args.rounds))
+    log.info("store loader %.0f, RAM loader %.0f, RAM tensor %.0f samples/s", result["store_loader"]["samples_per_s"],
+             result["ram_loader"]["samples_per_s"], result["ram_tensor"]["samples_per_s"])
     result["on_the_fly"] = bench_on_the_fly(args.lfw, args.on_the_fly_samples, 32, args.workers, sigma)
     log.info("on the fly: %.1f samples/s", result["on_the_fly"]["samples_per_s"])
     result["speedup_vs_on_the_fly"] = result["store_loader"]["samples_per_s"] / result["on_the_fly"]["samples_per_s"]
     result["fraction_of_ram"] = result["store_loader"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
+    result["fraction_of_ram_loader"] = result["store_loader"]["samples_per_s"] / result["ram_loader"]["samples_per_s"]
+    cpu = result["samples_per_cpu_second"]
+    result["fraction_of_ram_per_cpu_second"] = cpu["store_loader"]["samples_per_s"] / cpu["ram_tensor"]["samples_per_s"]
     result["targets"] = {"speedup_vs_on_the_fly": 20.0, "fraction_of_ram": 0.3}
     result["heatmaps_stored_vs_rendered"] = bench_heatmap_source(zarr_path, args.batch_size, args.rounds)
     result["storage"] = storage_bytes(store, zarr_path)
@@ -343,14 +403,17 @@ def main(argv: list[str] | None = None) -> dict:
     print_table("reader (samples/s into uint8 [B, 10, 112, 112])", [
         {"path": "store, 2 workers", "samples_per_s": result["store_loader"]["samples_per_s"]},
         {"path": "on the fly (a)", "samples_per_s": result["on_the_fly"]["samples_per_s"]},
-        {"path": "RAM tensor (b)", "samples_per_s": result["ram_tensor"]["samples_per_s"]},
+        {"path": "RAM tensor (b), in process", "samples_per_s": result["ram_tensor"]["samples_per_s"]},
+        {"path": "RAM tensor, 2 workers", "samples_per_s": result["ram_loader"]["samples_per_s"]},
     ])
     print_table("compressors", [{k: c[k] for k in ("compressor", "level", "bytes_per_sample", "samples_per_s")} for c in result["codecs"]])
     hm = result["heatmaps_stored_vs_rendered"]
     print(f"heatmaps per batch of {args.batch_size}: stored {hm['stored_6_groups_ms_per_batch']:.0f} ms, "
           f"rendered {hm['rendered_6_groups_ms_per_batch']:.0f} ms; store {result['storage']['store_bytes_per_sample']:.0f} B/sample "
           f"vs JPEG {result['storage']['jpeg_bytes_per_sample']:.0f} B/sample")
-    print(f"speed-up vs on the fly {result['speedup_vs_on_the_fly']:.1f}x, fraction of RAM {result['fraction_of_ram']:.2f}; wrote {path}")
+    print(f"speed-up vs on the fly {result['speedup_vs_on_the_fly']:.1f}x; fraction of RAM: {result['fraction_of_ram']:.2f} "
+          f"(in process), {result['fraction_of_ram_loader']:.2f} (same loader), "
+          f"{result['fraction_of_ram_per_cpu_second']:.2f} (per CPU-second); wrote {path}")
     return result
 
 

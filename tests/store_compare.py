@@ -1,8 +1,8 @@
 """Compare two stores built from the same source: data files byte for byte, Zarr arrays value for value.
 
-Manifests (``_manifest.json``) are left out on purpose: they hold timings and the Spark master used.
-Everything else a reader can see — every Parquet data file, every Zarr array and its chunk files — must
-be identical whatever the number of partitions, workers or retries that produced it.
+JSON bookkeeping (``_manifest.json`` with timings and the Spark master used, input markers) is only
+checked for presence. The data a reader sees — every Parquet file, every Zarr array and its chunk
+files — must be identical byte for byte whatever the number of partitions, workers or retries.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from facerec.store.layout import MANIFEST
 
 
 def data_files(store: Path) -> dict[str, bytes]:
-    """Relative path -> bytes of every committed file of a store except manifests and the Zarr groups."""
-    out = {}
-    for path in sorted(store.rglob("*")):
-        rel = path.relative_to(store).as_posix()
-        if path.is_file() and path.name != MANIFEST and ".zarr/" not in rel:
-            out[rel] = path.read_bytes()
-    return out
+    """Relative path -> bytes of every Parquet file of a store (the Zarr groups aside)."""
+    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted(store.rglob("*.parquet"))
+            if ".zarr/" not in p.relative_to(store).as_posix()}
+
+
+def other_files(store: Path) -> list[str]:
+    """Relative paths of the JSON bookkeeping files (manifests, markers) outside the Zarr groups."""
+    return sorted(p.relative_to(store).as_posix() for p in store.rglob("*")
+                  if p.is_file() and p.suffix != ".parquet" and ".zarr/" not in p.relative_to(store).as_posix())
 
 
 def zarr_groups(store: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -56,6 +58,8 @@ def read_shards(folder: Path) -> pa.Table:
 
 def assert_same_store(a: Path, b: Path) -> dict[str, int]:
     """Assert byte-identical data files and Zarr chunks and equal arrays; returns what was compared."""
+    assert other_files(a) == other_files(b), "the stores hold different manifests or markers"
+    assert any(name.endswith(MANIFEST) for name in other_files(a))
     files_a, files_b = data_files(a), data_files(b)
     assert sorted(files_a) == sorted(files_b), "the stores hold different data files"
     differ = [name for name in files_a if files_a[name] != files_b[name]]
@@ -73,4 +77,4 @@ def assert_same_store(a: Path, b: Path) -> dict[str, int]:
     chunks_a, chunks_b = zarr_chunk_files(a), zarr_chunk_files(b)
     assert sorted(chunks_a) == sorted(chunks_b), "the Zarr groups hold different chunk files"
     assert [k for k in chunks_a if chunks_a[k] != chunks_b[k]] == [], "Zarr chunk files differ in bytes"
-    return {"data_files": len(files_a), "arrays": arrays, "zarr_files": len(chunks_a)}
+    return {"parquet_files": len(files_a), "arrays": arrays, "zarr_files": len(chunks_a)}

@@ -134,7 +134,7 @@ def test_model_shapes_and_backward(lset, residual):
 def test_model_output_bias_and_bad_input():
     from facerec.model.autoencoder import LandmarkAutoencoder
 
-    model = LandmarkAutoencoder(68, width=32, depth=1, code_size=8, dropout=0.0)
+    model = LandmarkAutoencoder(68, width=32, depth=1, code_size=8, dropout=0.0, residual=False)
     mean = torch.randn(68, 2)
     model.set_output_bias(mean)
     with torch.no_grad():
@@ -259,6 +259,16 @@ def test_streaming_source_yields_the_same_rows_as_ram(handmade):
     by_row = {int(r): i for i, r in enumerate(ram.rows.row)}
     first = batches[0]
     np.testing.assert_array_equal(first.points, ram.rows.points[[by_row[int(r)] for r in first.row]])
+
+
+def test_open_source_streams_when_over_the_ram_budget(handmade):
+    from facerec.model.autoencoder_data import open_source
+
+    reader = LandmarkReader(str(handmade[0]), "dlib", 112, holdout_frac=0.25, seed=0)
+    small = open_source(reader, HOLDOUT, max_ram_mb=1024)
+    big = open_source(reader, HOLDOUT, max_ram_mb=1e-3)
+    assert isinstance(small, InMemoryLandmarks) and isinstance(big, StreamingLandmarks)
+    assert big.num_rows == small.num_rows > 0
 
 
 def test_missing_canonical_stage_is_a_clear_error(tmp_path):

@@ -53,5 +53,5 @@ def test_partition_count_does_not_change_the_store(lfw_dir: Path, tmp_path: Path
     assert one[1].ok >= n - 2 and one[2].ok >= n - 2        # real faces: MediaPipe finds (almost) all
     compared = assert_same_store(tmp_path / "one_partition", tmp_path / "default_partitions")
     # samples, landmarks and feature index: 3 shards each; identities: one part
-    assert compared["data_files"] == 3 * 3 + 1 and compared["arrays"] == 5
+    assert compared["parquet_files"] == 3 * 3 + 1 and compared["arrays"] == 5
     assert debris(tmp_path / "one_partition") == debris(tmp_path / "default_partitions") == []

@@ -145,7 +145,7 @@ def test_features_survive_a_worker_killed_between_its_arrays_and_its_commit(sour
 
 
 # ---------------------------------------------------------------------------------------------- training
-TRAIN_SIZE, TRAIN_EPOCHS = 32, 3
+TRAIN_SIZE, TRAIN_EPOCHS = 32, 2
 
 
 def _train_config(store: str, out: Path, **kw):
@@ -159,7 +159,7 @@ def _train_config(store: str, out: Path, **kw):
 
 @pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_from_its_checkpoint_as_if_never_killed(lfw_dir: Path, tmp_path: Path) -> None:
-    """Reference: 3 epochs straight. Interrupted: a separate process SIGKILLed in the middle of epoch 2
+    """Reference: 2 epochs straight. Interrupted: a separate process SIGKILLed in the middle of epoch 2
     (its last checkpoint: the end of epoch 1), then ``--resume`` to the end. The weights, optimiser,
     scheduler, scaler and loop state, and the logged loss at every step, must equal the reference's;
     metrics.jsonl must hold each step once (what the killed run logged after its checkpoint is dropped)."""

@@ -151,16 +151,17 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(crops_store:
     steps_per_epoch = len(tr.build_data(_config(crops_store, tmp_path / "probe"), _open(crops_store)).sampler)
 
     def poisoned(logits, labels, **kw):
-        calls["n"] += 1
         loss = real(logits, labels, **kw)
-        # Training calls cross_entropy once per step; validation once per batch with reduction="sum".
-        return loss * float("nan") if kw.get("reduction") is None and calls["n"] > steps_per_epoch + 10 else loss
+        if kw.get("reduction") is not None:       # validation (reduction="sum") stays clean
+            return loss
+        calls["n"] += 1                           # training: once per step; NaN from epoch 2's second step
+        return loss * float("nan") if calls["n"] > steps_per_epoch + 1 else loss
 
     monkeypatch.setattr(tr.F, "cross_entropy", poisoned)
     with pytest.raises(TrainingError, match="loss is nan"):
         tr.main(_config(crops_store, tmp_path / "run", epochs=3))
     kept = _weights(tmp_path / "run")
-    assert kept["loop"]["epoch"] >= 1 and kept["loop"]["batch_in_epoch"] == 0
+    assert kept["loop"]["epoch"] == 1 and kept["loop"]["batch_in_epoch"] == 0 and kept["loop"]["step"] == steps_per_epoch
     assert all(torch.isfinite(v.float()).all() for v in kept["model"].values())
 
 

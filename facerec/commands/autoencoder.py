@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         depth: Annotated[int, typer.Option("--depth", help="Hidden layers in each of encoder and decoder.")] = 2,
         code_size: Annotated[int, typer.Option("--code-size", help="Size of the bottleneck code.")] = 32,
         dropout: Annotated[float, typer.Option("--dropout")] = 0.1,
-        residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Predict a correction to the input shape.")] = False,
+        residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Predict a correction to the input shape (default) or the shape itself.")] = True,
         mirror: Annotated[bool, typer.Option("--mirror/--no-mirror", help="Mirror augmentation of half of each batch.")] = True,
         holdout_frac: Annotated[float, typer.Option("--holdout-identity-frac", help="Share of identities held out for evaluation.")] = 0.1,
         device: Device = "auto",

@@ -57,7 +57,7 @@ class AutoencoderConfig:
     depth: int = 2
     code_size: int = 32
     dropout: float = 0.1
-    residual: bool = False             # predict a correction to the input shape instead of the shape
+    residual: bool = True              # predict a correction to the input shape (measured better on LFW, docs/autoencoder.md)
     mirror: bool = True                # mirror augmentation of half of every batch
     holdout_identity_frac: float = 0.1  # same default and hash as facerec.store.splits: same test people
     min_valid_per_identity: int = 2    # identities with fewer valid samples have a trivial target

@@ -18,6 +18,7 @@ A NaN or infinite loss stops training with a ``TrainingError``; the last checkpo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -253,15 +254,24 @@ def log_every(iterable: Iterable, meter: Meter, *, every: int, total: int, desc:
     from tqdm.auto import tqdm
 
     bar = tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=None)
-    for i, item in enumerate(bar, start=1):
-        yield item
-        if i % every == 0 or i == total:
-            summary = meter.pop_window()
-            bar.set_postfix(loss=f"{summary['loss']:.3f}", acc=f"{summary['accuracy']:.3f}",
-                            sps=f"{summary['samples_per_s']:.0f}")
-            if on_log is not None:
-                on_log(i, summary)
-    bar.close()
+
+    def flush(i: int) -> None:
+        summary = meter.pop_window()
+        bar.set_postfix(loss=f"{summary['loss']:.3f}", acc=f"{summary['accuracy']:.3f}",
+                        sps=f"{summary['samples_per_s']:.0f}")
+        if on_log is not None:
+            on_log(i, summary)
+
+    i = 0
+    try:
+        for i, item in enumerate(bar, start=1):
+            yield item
+            if i % every == 0 or i == total:
+                flush(i)
+    finally:   # closed early (max_steps): the steps since the last flush are still logged
+        if meter.window["n"]:
+            flush(i)
+        bar.close()
 
 
 # ------------------------------------------------------------------------------------------- loop
@@ -325,23 +335,24 @@ def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, dev
 
     batches = log_every(loader, meter, every=cfg.log_every, total=total_batches,
                         desc=f"epoch {state.epoch + 1}/{cfg.epochs}", on_log=on_log)
-    for batch in batches:
-        faults.at_train_step(state.step)          # recovery tests: die here as a crash would
-        distributed.trace_rows(batch["row"])      # DDP tests: which store rows this rank trained on
-        images, labels = device_inputs(batch, device, channels_last)
-        try:
-            loss, correct = train_step(model, optimizer, scheduler, scaler, images, labels, amp_dtype=amp_dtype,
-                                       grad_clip=cfg.grad_clip, forward=forward)
-        except TrainingError as exc:
-            raise TrainingError(
-                f"{exc} at step {state.step} (epoch {state.epoch + 1}); training stopped. The last good checkpoint "
-                "is kept; try a lower --lr, --amp off or a smaller --grad-clip"
-            ) from None
-        state.step += 1
-        state.batch_in_epoch += 1
-        meter.update(loss.item(), float(correct), labels.shape[0])
-        if cfg.max_steps is not None and state.step >= cfg.max_steps:
-            break
+    with contextlib.closing(batches):
+        for batch in batches:
+            faults.at_train_step(state.step)          # recovery tests: die here as a crash would
+            distributed.trace_rows(batch["row"])      # DDP tests: which store rows this rank trained on
+            images, labels = device_inputs(batch, device, channels_last)
+            try:
+                loss, correct = train_step(model, optimizer, scheduler, scaler, images, labels, amp_dtype=amp_dtype,
+                                           grad_clip=cfg.grad_clip, forward=forward)
+            except TrainingError as exc:
+                raise TrainingError(
+                    f"{exc} at step {state.step} (epoch {state.epoch + 1}); training stopped. The last good checkpoint "
+                    "is kept; try a lower --lr, --amp off or a smaller --grad-clip"
+                ) from None
+            state.step += 1
+            state.batch_in_epoch += 1
+            meter.update(loss.item(), float(correct), labels.shape[0])
+            if cfg.max_steps is not None and state.step >= cfg.max_steps:
+                break
     return meter.epoch_summary()
 
 

@@ -166,8 +166,9 @@ class LocalStandaloneCluster:
     # --------------------------------------------------------------------------------- helpers
     def status(self) -> dict | None:
         """The master's JSON status (workers, apps), or None while it does not answer."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # 127.0.0.1: never via a proxy
         try:
-            with urllib.request.urlopen(self.status_url, timeout=2) as resp:
+            with opener.open(self.status_url, timeout=2) as resp:
                 return json.load(resp)
         except (urllib.error.URLError, OSError, ValueError):
             return None

@@ -24,6 +24,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
 def _direct_decoder(array: Any) -> Callable[[bytes], np.ndarray] | None:
     """bytes of one chunk -> [chunk shape] array, or None when the chunk chain is not one we know."""
     import numcodecs
@@ -37,7 +41,7 @@ def _direct_decoder(array: Any) -> Callable[[bytes], np.ndarray] | None:
         dtype = dtype.newbyteorder("<" if codecs[0].endian.value == "little" else ">")
     shape = tuple(array.chunks)
     if len(codecs) == 1:
-        decompress = bytes
+        decompress = _as_is
     elif isinstance(codecs[1], ZstdCodec):
         decompress = numcodecs.Zstd().decode
     elif isinstance(codecs[1], BloscCodec):
