@@ -138,7 +138,9 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
     - ``ram_tensor`` (b): random batches indexed out of ``[N, 10, S, S]`` in this process (NumPy
       fancy indexing, the faster of that and torch's ``tensor[idx]``, also reported);
     - ``ram_loader``: the same tensor served through the same loader and sampler, the ceiling of any
-      worker-based loader on this machine (it pays the same shared-memory transfer).
+      worker-based loader on this machine (it pays the same shared-memory transfer);
+    - ``store_loader_no_workers``: the store through make_loader with 0 workers (batches read in
+      this process, no transfer), the like-for-like partner of ``ram_tensor``.
     A loader round is one epoch with persistent workers; start-up is reported apart.
     """
     import torch
@@ -149,7 +151,11 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
     ds = FaceStoreDataset(str(zarr_path), add_mask_channel=True)
     ram = ds.read_rows(ds.rows)["image"].clone()
     sampler = ChunkShuffleSampler.for_dataset(ds, batch_size=batch_size, seed=0)
-    loaders = {"store_loader": make_loader(ds, sampler, workers), "ram_loader": make_loader(RamDataset(ram), sampler, workers)}
+    loaders = {
+        "store_loader": make_loader(ds, sampler, workers),
+        "ram_loader": make_loader(RamDataset(ram), sampler, workers),
+        "store_loader_no_workers": make_loader(ds, sampler, 0),
+    }
     startup = {}
     for name, loader in loaders.items():
         startup[name], (it, batch) = first_batch_seconds(loader)
@@ -158,8 +164,8 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
     shape = list(batch["image"].shape)
     ram_np = ram.numpy()
     gen = torch.Generator().manual_seed(0)
-    rates: dict[str, list[float]] = {k: [] for k in ("store_loader", "ram_loader", "ram_tensor", "ram_tensor_torch")}
-    cpu_rates: dict[str, list[float]] = {k: [] for k in ("store_loader", "ram_loader", "ram_tensor")}
+    rates: dict[str, list[float]] = {k: [] for k in (*loaders, "ram_tensor", "ram_tensor_torch")}
+    cpu_rates: dict[str, list[float]] = {k: [] for k in (*loaders, "ram_tensor")}
     for r in range(rounds):
         for name, loader in loaders.items():
             wall, cpu = timed_epoch(loader, sampler, r + 1)
@@ -180,6 +186,7 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
         "store_loader": {**summarize(rates["store_loader"]), **common, "startup_s": startup["store_loader"],
                          "rows": len(ds), "chunk_rows": ds.chunk_rows},
         "ram_loader": {**summarize(rates["ram_loader"]), **common, "startup_s": startup["ram_loader"]},
+        "store_loader_no_workers": {**summarize(rates["store_loader_no_workers"]), **common, "workers": 0},
         "ram_tensor": {**summarize(rates["ram_tensor"]), "method": "NumPy fancy indexing in this process",
                        "batch_shape": list(picked.shape), "ram_bytes": ram.numel(),
                        "torch_index": {**summarize(rates["ram_tensor_torch"]), "method": "tensor[idx]"}},
@@ -390,6 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
     log.info("on the fly: %.1f samples/s", result["on_the_fly"]["samples_per_s"])
     result["speedup_vs_on_the_fly"] = result["store_loader"]["samples_per_s"] / result["on_the_fly"]["samples_per_s"]
     result["fraction_of_ram"] = result["store_loader"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
+    result["fraction_of_ram_no_workers"] = result["store_loader_no_workers"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
     result["fraction_of_ram_loader"] = result["store_loader"]["samples_per_s"] / result["ram_loader"]["samples_per_s"]
     cpu = result["samples_per_cpu_second"]
     result["fraction_of_ram_per_cpu_second"] = cpu["store_loader"]["samples_per_s"] / cpu["ram_tensor"]["samples_per_s"]
@@ -405,6 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
         {"path": "on the fly (a)", "samples_per_s": result["on_the_fly"]["samples_per_s"]},
         {"path": "RAM tensor (b), in process", "samples_per_s": result["ram_tensor"]["samples_per_s"]},
         {"path": "RAM tensor, 2 workers", "samples_per_s": result["ram_loader"]["samples_per_s"]},
+        {"path": "store, 0 workers", "samples_per_s": result["store_loader_no_workers"]["samples_per_s"]},
     ])
     print_table("compressors", [{k: c[k] for k in ("compressor", "level", "bytes_per_sample", "samples_per_s")} for c in result["codecs"]])
     hm = result["heatmaps_stored_vs_rendered"]
@@ -412,7 +421,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"rendered {hm['rendered_6_groups_ms_per_batch']:.0f} ms; store {result['storage']['store_bytes_per_sample']:.0f} B/sample "
           f"vs JPEG {result['storage']['jpeg_bytes_per_sample']:.0f} B/sample")
     print(f"speed-up vs on the fly {result['speedup_vs_on_the_fly']:.1f}x; fraction of RAM: {result['fraction_of_ram']:.2f} "
-          f"(in process), {result['fraction_of_ram_loader']:.2f} (same loader), "
+          f"(2 workers vs in process), {result['fraction_of_ram_no_workers']:.2f} (0 workers), "
+          f"{result['fraction_of_ram_loader']:.2f} (same 2-worker loader), "
           f"{result['fraction_of_ram_per_cpu_second']:.2f} (per CPU-second); wrote {path}")
     return result
 

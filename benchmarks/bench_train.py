@@ -15,6 +15,8 @@ memory arm runs, on random uint8 input (labelled as such in the output).
 CPU (the default):  python benchmarks/bench_train.py --store STORE --backbone resnet18 --num-workers 2
 GPU:                python benchmarks/bench_train.py --store STORE --device cuda --backbone resnet50 \\
                         --amp bf16 --channels-last --batch-size 256 --num-workers 8
+Stems:              python benchmarks/bench_train.py --store STORE --compare-stems --epochs 3
+                    (one identical short training per stem, plus forward FLOPs and feature-map sizes)
 Prints one JSON object (also written to --out when given).
 """
 
@@ -146,6 +148,51 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def forward_flops(backbone: str, stem: str, in_chans: int, img_size: int) -> dict:
+    """Forward FLOPs of one image (torch's FlopCounterMode: 2 per multiply-add) and the last feature map."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from facerec.model.backbone import create_backbone
+
+    model = create_backbone(backbone, in_chans=in_chans, stem=stem, img_size=img_size).eval()
+    x = torch.zeros(1, in_chans, img_size, img_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fmap = model.body(x)
+        model.neck(fmap)
+    return {"gflops": round(counter.get_total_flops() / 1e9, 3), "feature_map": list(fmap.shape[1:]),
+            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
+
+
+def compare_stems(args: argparse.Namespace) -> dict:
+    """The same short training (same store, seed, steps, batches) once per stem; FLOPs and map sizes."""
+    from facerec.model.train_recognizer import TrainConfig, main as train_main
+    from facerec.model.runs import RunFolder
+
+    out = Path(args.runs_dir)
+    result: dict = {"backbone": args.backbone, "store": args.store, "epochs": args.epochs,
+                    "batch_size": args.batch_size, "seed": 0, "stems": {}}
+    for stem in ("face", "imagenet"):
+        cfg = TrainConfig(store=args.store, out=str(out / f"stem-{stem}"), backbone=args.backbone, stem=stem,
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, num_workers=args.num_workers,
+                          device=args.device, amp=args.amp, holdout_identity_frac=0.2, log_every=1,
+                          eval_pairs=args.eval_pairs, img_size=args.img_size, warmup_epochs=0.5)
+        t0 = time.perf_counter()
+        res = train_main(cfg)
+        seconds = time.perf_counter() - t0
+        metrics = RunFolder(Path(cfg.out), resume=True).read_metrics()
+        entry = forward_flops(args.backbone, stem, 9, args.img_size)
+        entry.update({
+            "train_seconds": round(seconds, 1), "steps": res.steps,
+            "train_loss_by_epoch": [round(m["loss"], 3) for m in metrics if m["phase"] == "train_epoch"],
+            "train_samples_per_s": [round(m["samples_per_s"], 2) for m in metrics if m["phase"] == "train_epoch"],
+            "val_accuracy_by_epoch": [round(m["accuracy"], 4) for m in metrics if m["phase"] == "val"],
+            "test_auc": res.evaluation["verification"]["auc"] if res.evaluation else None,
+            "test_best_accuracy": res.evaluation["verification"]["best_accuracy"] if res.evaluation else None,
+        })
+        result["stems"][stem] = entry
+    return result
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", help="feature store root or .zarr path")
@@ -164,13 +211,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--add-mask-channel", type=int, default=0, choices=(0, 1))
     p.add_argument("--augment", type=int, default=1, choices=(0, 1), help="joint flip/zoom in the workers")
     p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.add_argument("--compare-stems", action="store_true",
+                   help="instead: train once per stem (face, imagenet) on --store and compare")
+    p.add_argument("--epochs", type=int, default=3, help="--compare-stems: epochs per stem")
+    p.add_argument("--lr", type=float, default=1e-3, help="--compare-stems: peak learning rate")
+    p.add_argument("--eval-pairs", type=int, default=600, help="--compare-stems: verification pairs")
+    p.add_argument("--runs-dir", default="bench-runs", help="--compare-stems: where the two runs go")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
-    result = run(args)
+    result = compare_stems(args) if args.compare_stems else run(args)
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

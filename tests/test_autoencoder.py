@@ -335,7 +335,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(handmade, tmp_pa
 
     root = handmade[0]
     full = tmp_path / "full"
-    tae.main(_config(root, full, epochs=2))
+    tae.main(_config(root, full, epochs=2, plots=False))
 
     real = tae.train_one_epoch
     calls = {"n": 0}
@@ -349,14 +349,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(handmade, tmp_pa
     part = tmp_path / "part"
     monkeypatch.setattr(tae, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        tae.main(_config(root, part, epochs=2))
+        tae.main(_config(root, part, epochs=2, plots=False))
     monkeypatch.setattr(tae, "train_one_epoch", real)
     assert _weights(part).keys() and not (part / "eval.json").exists()
     with pytest.raises(TrainingError, match="already holds a run"):
         tae.main(_config(root, part, epochs=2))
     with pytest.raises(TrainingError, match="lr"):
         tae.main(_config(root, part, epochs=2, lr=0.5, resume=True))
-    tae.main(_config(root, part, epochs=2, resume=True))
+    tae.main(_config(root, part, epochs=2, resume=True, plots=False))
+    assert not (part / "plots" / "nme_by_yaw.png").exists()
     a, b = _weights(full), _weights(part)
     assert all(torch.allclose(a[k], b[k]) for k in a)
     assert json.loads((part / "eval.json").read_text())["count"] == json.loads((full / "eval.json").read_text())["count"]
@@ -369,7 +370,7 @@ def test_predict_canonical_places_the_prediction_in_crop_pixels(handmade, tmp_pa
 
     root, canon, pts = handmade
     run = tmp_path / "run"
-    main(_config(root, run, epochs=1))
+    main(_config(root, run, epochs=1, plots=False))
     ae = load_autoencoder(run)
     pose = np.tile(np.array([[40.0, 0.0, 0.0]], np.float32), (3, 1))
     points = pts[:3].copy()
@@ -411,20 +412,19 @@ def test_cli_train_and_evaluate(handmade, tmp_path):
 # Real LFW-derived landmarks
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lfw_store(lfw_small_folder, tmp_path_factory):
-    """A real store (mediapipe, 112 px) built by the pipeline from the ~120 LFW images of ``lfw_small_folder``."""
-    from facerec.pipeline.build import build_store
+def lfw_store(lfw_dir, tmp_path_factory):
+    """The session's real store (64 LFW faces of 8 people + a face-less and a corrupt image, through every
+    stage with mediapipe, 112 px), built once and shared with the feature and canonical tests."""
+    from test_feature_stage import build_lfw_store
 
-    store = tmp_path_factory.mktemp("ae_lfw") / "store"
-    build_store(str(lfw_small_folder), str(store), extractor="mediapipe", img_size=112)
-    return store
+    return build_lfw_store(lfw_dir, tmp_path_factory)[0]
 
 
 @pytest.mark.slow
 def test_real_landmarks_parts_account_for_every_row(lfw_store):
     reader = LandmarkReader(str(lfw_store), "mediapipe", 112, holdout_frac=0.2, seed=0)
     train, held = reader.load(TRAIN), reader.load(HOLDOUT)
-    assert len(train) > 50 and len(held) > 0
+    assert len(train) >= 40 and len(held) >= 8      # 6 and 2 of the 8 people (8 faces each) at seed 0
     excluded = {k: v for k, v in reader.excluded[TRAIN].items()}
     held_ex = reader.excluded[HOLDOUT]
     total = reader.total_index_rows()
@@ -440,11 +440,14 @@ def test_training_lowers_the_loss_on_real_landmarks(lfw_store, tmp_path):
     from facerec.model.train_autoencoder import AutoencoderConfig, main
 
     out = tmp_path / "real_run"
-    summary = main(AutoencoderConfig(store=str(lfw_store), extractor="mediapipe", out=str(out), epochs=6, batch_size=16,
-                                     width=128, code_size=16, holdout_identity_frac=0.2, device="cpu", threads=1, num_examples=2))
-    losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["phase"] == "epoch"]
-    assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.7 * losses[0]
+    summary = main(AutoencoderConfig(store=str(lfw_store), extractor="mediapipe", out=str(out), epochs=15, batch_size=16,
+                                     width=128, code_size=16, holdout_identity_frac=0.2, device="cpu", threads=1,
+                                     plots=False))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["phase"] == "epoch"]
+    print("epoch losses", [round(v, 4) for v in losses], "summary", summary["nme"])
+    assert len(losses) == 15 and all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3])
     held = LandmarkReader(str(lfw_store), "mediapipe", 112, holdout_frac=0.2, seed=0).load(HOLDOUT)
-    assert summary["count"]["all"] == len(held)
+    assert summary["count"]["all"] == len(held) > 0
     assert all(math.isfinite(summary["nme"][m]["all"]) for m in ("model", "input", "mean"))

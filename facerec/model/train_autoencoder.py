@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DATA_FILE = "data.json"
 EVAL_FILE = "eval.json"
 # Fields that may differ when a run is resumed; every other one must match the saved config.
-_RESUME_MAY_DIFFER = ("device", "threads", "resume", "out", "store")
+_RESUME_MAY_DIFFER = ("device", "threads", "resume", "out", "store", "plots")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class AutoencoderConfig:
     resume: bool = False
     seed: int = 0
     num_examples: int = 6              # large-yaw held-out faces drawn in the examples plot
+    plots: bool = True                 # draw the PNG figures at the end (eval.json is written either way)
 
     def __post_init__(self) -> None:
         positive = ("img_size", "epochs", "batch_size", "width", "depth", "code_size")
@@ -247,11 +248,12 @@ def _train(cfg: AutoencoderConfig, run, device: "torch.device") -> dict[str, Any
         log.info("epoch %d/%d: train NME %.4f, held-out NME %.4f", epoch + 1, cfg.epochs, loss, holdout_nme)
         run.save_checkpoint(checkpoint_state(model, optimizer, scheduler, epoch, step, cfg, mean_shape, frame))
 
-    return write_evaluation(run, model, holdout_src, mean_shape, reader.lset, device, cfg.num_examples)
+    return write_evaluation(run, model, holdout_src, mean_shape, reader.lset, device, cfg.num_examples, cfg.plots)
 
 
-def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, num_examples: int) -> dict[str, Any]:
-    """Final held-out evaluation: RUN/eval.json and the plots; returns the summary."""
+def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, num_examples: int,
+                     plots: bool = True) -> dict[str, Any]:
+    """Final held-out evaluation: RUN/eval.json and (with ``plots``) the figures; returns the summary."""
     from facerec.model.evaluate_autoencoder import evaluate, plot_examples, yaw_bin_table
     from facerec.model.plots import plot_training_curves, plot_yaw_bins
 
@@ -259,12 +261,13 @@ def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, n
     summary = {"split": "held-out identities", "frame": "normalised (centre = mean, scale = RMS radius)",
                "normaliser": "target inter-ocular distance", **result.summary}
     write_json_atomic(summary, resolve(str(run.path / EVAL_FILE)))
-    metrics = run.read_metrics()
-    if metrics:
-        plot_training_curves(metrics, run.plot_path("training_curves"))
-    plot_yaw_bins(yaw_bin_table(result.summary), run.plot_path("nme_by_yaw"), "NME (held-out identities)")
-    if num_examples:
-        plot_examples(result.examples, run.plot_path("large_yaw_examples"))
+    if plots:
+        metrics = run.read_metrics()
+        if metrics:
+            plot_training_curves(metrics, run.plot_path("training_curves"))
+        plot_yaw_bins(yaw_bin_table(result.summary), run.plot_path("nme_by_yaw"), "NME (held-out identities)")
+        if num_examples:
+            plot_examples(result.examples, run.plot_path("large_yaw_examples"))
     nme = result.summary["nme"]
     log.info("held-out NME: model %.4f, input %.4f, mean shape %.4f (%d faces)", nme["model"]["all"],
              nme["input"]["all"], nme["mean"]["all"], result.summary["count"]["all"])

@@ -116,6 +116,7 @@ class FeatureSet:
         self.location = zarr_loc
         self.layout = layout
         self._index: pa.Table | None = index
+        self._index_df: "pd.DataFrame | None" = None
         self._arrays: dict[str, Any] = {}
         self._readers: dict[str, Any] = {}
         self._pid = os.getpid()
@@ -171,8 +172,10 @@ class FeatureSet:
 
     @property
     def index(self) -> "pd.DataFrame":
-        """The whole index as pandas, sorted by row."""
-        return self.index_table.to_pandas()
+        """The whole index as pandas, sorted by row (converted once per process)."""
+        if self._index_df is None:
+            self._index_df = self.index_table.to_pandas()
+        return self._index_df
 
     @property
     def num_rows(self) -> int:
@@ -209,6 +212,7 @@ class FeatureSet:
         state["_arrays"] = {}
         state["_readers"] = {}
         state["_index"] = None
+        state["_index_df"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -10,8 +10,8 @@ buffer, and buffers are redrawn every epoch.
 
 It yields dataset positions (indices into ``row_ids``), grouped in ``BatchRows`` lists that carry a
 per-batch augmentation seed, and works as a DataLoader ``batch_sampler`` (``make_loader``). Which rows
-form a batch is random; inside a batch they come in row order, so whole chunks decode straight into
-the batch tensor. Partly filled chunks (the last one, or chunks thinned by a split) go last in the
+form a batch is random; inside a batch they come in row order, so each chunk's rows land in the batch
+tensor as one slice copy. Partly filled chunks (the last one, or chunks thinned by a split) go last in the
 chunk order, so that with ``shuffle_buffer_chunks * chunk_rows == batch_size`` a batch of a full
 store touches exactly ``shuffle_buffer_chunks`` chunks.
 """
@@ -144,7 +144,7 @@ class ChunkShuffleSampler:
         stream = self._stream()
         for b in range(len(self)):
             batch = stream[b * self.batch_size : (b + 1) * self.batch_size]
-            batch = batch[np.argsort(self.row_ids[batch], kind="stable")]   # row order: Zarr decodes in place
+            batch = batch[np.argsort(self.row_ids[batch], kind="stable")]   # row order: one copy per chunk run
             seed_seq = np.random.SeedSequence([self.seed, self.epoch, self.rank, b])
             yield BatchRows(batch.tolist(), int(seed_seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
 
