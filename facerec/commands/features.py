@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         heatmap_dtype: Annotated[str, typer.Option(
             "--heatmap-dtype", help="Stored heatmap dtype: uint8 (default, half the bytes) or float16.")] = "uint8",
         compressor: Annotated[str, typer.Option(
-            "--compressor", help="Zarr chunk compressor: zstd, lz4, blosc-zstd or none.")] = "zstd",
-        compression_level: Annotated[int, typer.Option("--compression-level", help="Compressor level.")] = 3,
+            "--compressor", help="Zarr chunk compressor: lz4 (default, fastest reads), zstd, blosc-zstd or none.")] = "lz4",
+        compression_level: Annotated[int, typer.Option("--compression-level", help="Compressor level.")] = 5,
         master: Master = None,
         conf: Conf = None,
         partitions: Partitions = None,

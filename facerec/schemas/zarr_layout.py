@@ -42,8 +42,8 @@ class FeatureLayout:
     chunk_rows: int
     sigma: float
     heatmap_dtype: str = "uint8"
-    compressor: str = "zstd"
-    compression_level: int = 3
+    compressor: str = "lz4"
+    compression_level: int = 5
     layout_version: int = LAYOUT_VERSION
 
     @property
