@@ -48,7 +48,7 @@ def test_two_gloo_ranks_see_disjoint_rows_and_end_with_identical_weights(lfw_dir
     trace, run = tmp_path / "trace", tmp_path / "run"
     trace.mkdir()
     cmd = [sys.executable, "-m", "facerec.cli", "train", "--store", str(zarr_path), "--out", str(run),
-           "--backbone", "resnet18", "--img-size", str(SIZE), "--batch-size", str(BATCH), "--epochs", "2",
+           "--backbone", "resnet18", "--stem", "imagenet", "--img-size", str(SIZE), "--batch-size", str(BATCH), "--epochs", "2",
            "--max-steps", str(MAX_STEPS), "--num-workers", "0", "--device", "cpu", "--augment", "false",
            "--holdout-identity-frac", "0.2", "--nproc", "2"]
     env = {**os.environ, "FACEREC_TRACE_DIR": str(trace), "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
@@ -62,7 +62,7 @@ def test_two_gloo_ranks_see_disjoint_rows_and_end_with_identical_weights(lfw_dir
             for r in (0, 1)}
     assert [len(rows[0]), len(rows[1])] == [MAX_STEPS, MAX_STEPS]
     assert all(len(batch) == BATCH for r in (0, 1) for batch in rows[r])
-    cfg = tr.TrainConfig(store=str(zarr_path), out=str(run), backbone="resnet18", img_size=SIZE, batch_size=BATCH,
+    cfg = tr.TrainConfig(store=str(zarr_path), out=str(run), backbone="resnet18", stem="imagenet", img_size=SIZE, batch_size=BATCH,
                          epochs=2, augment=False, holdout_identity_frac=0.2, num_workers=0, device="cpu")
     train_rows = set(tr.open_split(cfg, open_feature_set(str(zarr_path)), "train").rows.tolist())
     steps_per_epoch = len(train_rows) // 2 // BATCH

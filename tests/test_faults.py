@@ -151,7 +151,7 @@ TRAIN_SIZE, TRAIN_EPOCHS = 32, 2
 def _train_config(store: str, out: Path, **kw):
     from facerec.model.train_recognizer import TrainConfig
 
-    base = dict(store=store, out=str(out), backbone="resnet18", embedding_size=32, img_size=TRAIN_SIZE,
+    base = dict(store=store, out=str(out), backbone="resnet18", stem="imagenet", embedding_size=32, img_size=TRAIN_SIZE,
                 epochs=TRAIN_EPOCHS, batch_size=8, lr=2e-3, warmup_epochs=0.5, num_workers=0, device="cpu",
                 augment=True, holdout_identity_frac=0.2, log_every=1, evaluate_after=False)
     return TrainConfig(**{**base, **kw})

@@ -35,9 +35,8 @@ import pyarrow.parquet as pq
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError
 from facerec.pipeline.landmark_sets import LandmarkSet, landmark_set
-from facerec.schemas.tables import FEATURE_INDEX, IDENTITIES, check_table_schema
+from facerec.schemas.tables import FEATURE_INDEX, check_table_schema
 from facerec.schemas.zarr_layout import LANDMARKS
-from facerec.store.fs import Location
 from facerec.store.layout import StoreLayout
 
 log = logging.getLogger(__name__)
@@ -138,22 +137,6 @@ class CanonicalTargets:
         return self.centre[mask].mean(axis=0), float(self.scale[mask].mean())
 
 
-def read_identities_table(loc: Location) -> pa.Table:
-    """All part files of a finished canonical-stage output, schema-checked."""
-    if not StoreLayout.is_finished(loc):
-        raise StageNotReadyError(f"no finished canonical output at {loc}; run `facerec canonical` first")
-    files = sorted(p for p in loc.fs.glob(f"{loc.path.rstrip('/')}/*.parquet"))
-    if not files:
-        raise StoreError(f"{loc} is marked finished but holds no Parquet part files")
-    tables = []
-    for path in files:
-        with loc.fs.open(path, "rb") as fh:
-            table = pq.read_table(fh)
-        check_table_schema(table.schema, IDENTITIES, where=path)
-        tables.append(table.select(IDENTITIES.names))
-    return pa.concat_tables(tables)
-
-
 def canonical_targets(
     table: pa.Table, lset: LandmarkSet, holdout_frac: float, seed: int, min_valid: int = 2
 ) -> CanonicalTargets:
@@ -228,6 +211,7 @@ class LandmarkReader:
 
     def __init__(self, store: str, extractor: str, img_size: int, *, holdout_frac: float, seed: int,
                  min_valid_per_identity: int = 2, index_batch_rows: int = 4096) -> None:
+        from facerec.pipeline.canonical import read_identities
         from facerec.store.feature_arrays import open_feature_group
         from facerec.store.open_store import find_feature_group, index_location
 
@@ -246,8 +230,8 @@ class LandmarkReader:
             raise StoreError(f"{index_loc} is marked finished but holds no shard-*.parquet files")
         self.fs = index_loc.fs
         self.index_batch_rows = index_batch_rows
-        self.targets = canonical_targets(read_identities_table(StoreLayout.at(store).identities(extractor, img_size)), self.lset,
-                                         holdout_frac, seed, min_valid_per_identity)
+        self.targets = canonical_targets(read_identities(store, extractor, img_size), self.lset, holdout_frac, seed,
+                                         min_valid_per_identity)
         self.excluded: dict[str, Counter] = {part: Counter() for part in PARTS}
 
     @property

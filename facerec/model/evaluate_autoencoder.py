@@ -12,13 +12,13 @@ training:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facerec.errors import StoreError
 from facerec.model.nme import nme_per_sample, summarise_by_yaw, yaw_bin_names
 from facerec.pipeline.landmark_sets import LandmarkSet
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
     from facerec.model.autoencoder import LandmarkAutoencoder
     from facerec.model.autoencoder_data import InMemoryLandmarks, StreamingLandmarks
-
-log = logging.getLogger(__name__)
 
 METHODS = ("model", "input", "mean")
 METHOD_LABELS = {"model": "autoencoder", "input": "input unchanged", "mean": "mean canonical shape"}
@@ -94,8 +92,6 @@ def evaluate(model: "LandmarkAutoencoder", source: "InMemoryLandmarks | Streamin
         yaws.append(batch.pose_deg[:, 0])
         best = _keep_largest_yaw(best, batch.points, pred, batch.target, batch.pose_deg[:, 0], batch_err, num_examples)
     if not yaws:
-        from facerec.errors import StoreError
-
         raise StoreError("the held-out part has no usable rows: nothing to evaluate (more identities or a larger holdout fraction)")
     err = {m: np.concatenate(v) for m, v in errors.items()}
     yaw = np.concatenate(yaws)

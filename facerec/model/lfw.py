@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,9 +239,7 @@ def eval_lfw_dlib(lfw_dir: Path | str, out: Path | str, *, pairs_file: Path | st
     scores = score_lfw_pairs(pairs, cache.vectors, metric)
     report, roc = lfw_report(pairs, scores)
     needed = pair_images(pairs)
-    hows: dict[str, int] = {}
-    for k in needed:
-        hows[cache.how[k]] = hows.get(cache.how[k], 0) + 1
+    hows = dict(Counter(cache.how[k] for k in needed))
     report.update({"embedder": "dlib", "metric": metric, "mirror": False, "upsample": upsample,
                    "num_pairs": len(pairs), "num_images": len(needed), "face_boxes": hows,
                    "pairs_per_fold_half": per_fold, "lfw_dir": str(lfw_dir)})
@@ -286,63 +285,92 @@ def rows_of_images(feature_set, images_dir: Path, relpaths: Sequence[str]) -> di
     return rows
 
 
+def build_lfw_store(images_dir: Path, relpaths: Sequence[str], work: Path, *, extractor: str, img_size: int):
+    """Build (or reuse) a store of these LFW images with ``extractor`` at ``img_size``; returns
+    (FeatureSet, {relative path: store row})."""
+    from facerec.pipeline.build import build_store
+    from facerec.store.open_store import open_feature_set
+
+    store = work / f"store-{extractor}-{img_size}"
+    folder = _symlink_folder(images_dir, relpaths, work / "images")
+    build_store(str(folder), str(store), extractor=extractor, img_size=img_size)
+    fset = open_feature_set(str(store), extractor, img_size)
+    return fset, rows_of_images(fset, images_dir, relpaths)
+
+
+def embed_store_images(model, cfg, fset, row_of: dict[str, int], relpaths: Sequence[str], device, *,
+                       batch_size: int = 64) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Mirrored embeddings of store images with the run's input channels (``cfg``: a TrainConfig);
+    returns ({path: vector}, {path: "aligned" | "no_face_centre_crop"})."""
+    from facerec.model.evaluate import embed_dataset
+    from facerec.model.train_recognizer import resolve_amp
+    from facerec.store.dataset import FaceStoreDataset
+
+    dataset = FaceStoreDataset(fset, rows=np.unique([row_of[r] for r in relpaths]), use_heatmaps=cfg.use_heatmaps,
+                               add_mask_channel=cfg.add_mask_channel, group_all_landmarks=cfg.group_all_landmarks)
+    rows, emb = embed_dataset(model, dataset, device, batch_size=batch_size, amp_dtype=resolve_amp(cfg.amp, device))
+    by_row = {int(r): e for r, e in zip(rows, emb)}
+    vectors = {rel: by_row[row_of[rel]] for rel in relpaths}
+    how = {rel: "aligned" if fset.valid[row_of[rel]] else "no_face_centre_crop" for rel in relpaths}
+    return vectors, how
+
+
+def run_lfw_report(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], fset, row_of: dict[str, int]
+                   ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """``lfw_report`` on cosine scores plus the metrics by the pair's larger |yaw| (pose from the store)."""
+    from facerec.model.verification import yaw_binned_metrics
+
+    scores = score_lfw_pairs(pairs, vectors, "cosine")
+    report, roc = lfw_report(pairs, scores)
+    yaw = fset.pose[:, 0]
+    yaw_a = np.array([yaw[row_of[p.path_a]] for p in pairs])
+    yaw_b = np.array([yaw[row_of[p.path_b]] for p in pairs])
+    same = np.array([p.same for p in pairs])
+    report["yaw_bins"] = yaw_binned_metrics(scores, same, yaw_a, yaw_b)
+    return report, roc
+
+
 def eval_lfw_run(lfw_dir: Path | str, run_dir: Path | str, *, out: Path | str | None = None,
                  work: Path | str | None = None, pairs_file: Path | str | None = None, per_fold: int | None = None,
                  device: str = "auto", checkpoint: str = "last.pt", batch_size: int = 64) -> dict:
     """A trained run on LFW View 2 (see the module docstring); writes ``out/lfw_<run>.json`` and the ROC.
 
-    ``out`` defaults to ``RUN/lfw``; ``work`` (the LFW ImageFolder and store) to ``out/work``.
+    ``out`` defaults to ``RUN/lfw``; ``work`` (the LFW ImageFolder of symlinks and its store) to ``out/work``.
     """
     from facerec.devices import resolve_device
-    from facerec.model.evaluate import embed_dataset, load_recognizer
+    from facerec.model.evaluate import load_recognizer
     from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig, resolve_amp
-    from facerec.pipeline.build import build_store
-    from facerec.store.dataset import FaceStoreDataset
-    from facerec.store.open_store import open_feature_set
+    from facerec.model.train_recognizer import TrainConfig
 
     lfw_dir, run_dir = Path(lfw_dir), Path(run_dir)
     out = Path(out) if out is not None else run_dir / "lfw"
-    work = Path(work) if work is not None else out / "work"
     run = RunFolder(run_dir, resume=True)
     cfg = TrainConfig(**run.load_config())
     if cfg.extractor is None:
-        raise ConfigError(f"{run_dir}/config.json names no extractor; retrain with this facerec or pass --extractor")
+        raise ConfigError(f"{run_dir}/config.json names no extractor; retrain the run with this facerec")
     dev = resolve_device(device)
     model, state = load_recognizer(run, checkpoint, dev)
-    spec = state["model_spec"]
     pairs = subset_pairs(read_pairs(pairs_file or lfw_dir / "pairs.txt"), per_fold)
     images = lfw_images_dir(lfw_dir)
     needed = pair_images(pairs)
+    fset, row_of = build_lfw_store(images, needed, Path(work) if work is not None else out / "work",
+                                   extractor=cfg.extractor, img_size=state["model_spec"]["img_size"])
     label = run_dir.name
     cache = EmbeddingCache(out / f"embeddings-{label}-{checkpoint.removesuffix('.pt')}-step{state['loop']['step']}.npz")
-    store = work / f"store-{cfg.extractor}"
     todo = [rel for rel in needed if rel not in cache]
-    if todo or not (store / "features").exists():
-        folder = _symlink_folder(images, needed, work / "images")
-        build_store(str(folder), str(store), extractor=cfg.extractor, img_size=spec["img_size"])
-    fset = open_feature_set(str(store), cfg.extractor, spec["img_size"])
-    row_of = rows_of_images(fset, images, needed)
     if todo:
-        dataset = FaceStoreDataset(fset, rows=np.unique([row_of[r] for r in todo]), use_heatmaps=cfg.use_heatmaps,
-                                   add_mask_channel=cfg.add_mask_channel, group_all_landmarks=cfg.group_all_landmarks)
-        rows, emb = embed_dataset(model, dataset, dev, batch_size=batch_size, amp_dtype=resolve_amp(cfg.amp, dev))
-        by_row = {int(r): e for r, e in zip(rows, emb)}
+        vectors, how = embed_store_images(model, cfg, fset, row_of, todo, dev, batch_size=batch_size)
         for rel in todo:
-            row = row_of[rel]
-            cache.put(rel, by_row[row], "aligned" if fset.valid[row] else "no_face_centre_crop")
+            cache.put(rel, vectors[rel], how[rel])
         cache.save()
-    scores = score_lfw_pairs(pairs, cache.vectors, "cosine")
-    report, roc = lfw_report(pairs, scores)
-    hows: dict[str, int] = {}
-    for rel in needed:
-        hows[cache.how[rel]] = hows.get(cache.how[rel], 0) + 1
+    report, roc = run_lfw_report(pairs, cache.vectors, fset, row_of)
+    faces = dict(Counter(cache.how[rel] for rel in needed))
     report.update({"embedder": f"run:{run_dir}", "checkpoint": checkpoint, "step": state["loop"]["step"],
                    "metric": "cosine", "mirror": True, "num_pairs": len(pairs), "num_images": len(needed),
-                   "faces": hows, "store": str(store), "pairs_per_fold_half": per_fold, "lfw_dir": str(lfw_dir)})
+                   "faces": faces, "store": str(fset.location), "pairs_per_fold_half": per_fold, "lfw_dir": str(lfw_dir)})
     write_lfw_result(out, report, roc, label)
     t = report["ten_fold"]
     log.info("LFW %s: %.2f%% +- %.2f, AUC %.4f (%d pairs; %s)", label, 100 * t["mean"], 100 * t["std"],
-             report["verification"]["auc"], len(pairs), hows)
+             report["verification"]["auc"], len(pairs), faces)
     run.close()
     return report

@@ -84,10 +84,12 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]
     return _save(fig, path)
 
 
-def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, metric_name: str) -> Path:
+def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, metric_name: str,
+                  errors: Mapping[str, Mapping[str, float | None]] | None = None) -> Path:
     """Grouped bars: one group per yaw bin, one bar per label. A None value (too few pairs) is left empty.
 
     table: label -> {bin name -> value}; bins keep the order of the first label's mapping.
+    errors: optional label -> {bin name -> half-length of an error bar} (e.g. the std over seeds).
     """
     if not table:
         raise ConfigError(f"no yaw-bin values to plot for {path}")
@@ -100,14 +102,17 @@ def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, m
         values = [table[label].get(b) for b in bins]
         xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(bins))]
         heights = [v if v is not None else 0.0 for v in values]
-        bars = ax.bar(xs, heights, width=width, label=label)
+        yerr = None
+        if errors is not None and label in errors:
+            yerr = [errors[label].get(b) or 0.0 if v is not None else 0.0 for b, v in zip(bins, values)]
+        bars = ax.bar(xs, heights, width=width, label=label, yerr=yerr, capsize=3 if yerr else 0)
         for bar, v in zip(bars, values):
             if v is None:
                 bar.set_alpha(0.0)
                 ax.text(bar.get_x() + bar.get_width() / 2, 0.03, "n/a", ha="center", fontsize=7, rotation=90,
                         transform=ax.get_xaxis_transform())
     ax.set_xticks(range(len(bins)))
-    ax.set_xticklabels([f"|yaw| {b}" for b in bins])
+    ax.set_xticklabels([b if b == "all" else f"|yaw| {b}" for b in bins])
     ax.set_ylabel(metric_name)
     finite = [v for row in table.values() for v in row.values() if v is not None]
     if finite and min(finite) > 0.4 and max(finite) <= 1.0:

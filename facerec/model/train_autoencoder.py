@@ -13,7 +13,6 @@ yaw and roll negated; the target is the mirrored canonical shape.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass

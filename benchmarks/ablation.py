@@ -1,0 +1,194 @@
+"""LFW ablation of the input channels, without training on test people.
+
+Train on the people of LFW View 2 folds 1-5 (those with at least ``--min-images`` images, at most
+``--max-per-identity`` each), evaluate on the pairs of folds 6-10 (View 2's folds are disjoint in people,
+checked here), threshold chosen on 4 of those 5 folds and applied to the fifth. Arms, identical in
+everything else (seeds, data, steps, model):
+
+    rgb                 3 channels
+    rgb+heatmaps        3 + 6 grouped landmark heatmaps
+    rgb+heatmaps+mask   3 + 6 + the face-hull mask
+
+Both stores (training people, test images) come from the real pipeline (``build_store``: MediaPipe
+landmarks, alignment, heatmaps, mask) and are reused when they already exist; training runs are reused
+when their last checkpoint finished. Writes ``benchmarks/results/ablation.json`` (per arm and seed: the
+5-fold accuracy, AUC and AUC by the pair's larger |yaw|; per arm the mean and std over seeds) and
+``benchmarks/results/ablation.png``.
+
+    python benchmarks/ablation.py --lfw-dir ../shared/data/lfw --work /tmp/ablation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facerec.model.lfw import (build_lfw_store, embed_store_images, lfw_images_dir, pair_images, read_pairs,
+                               run_lfw_report, subset_pairs)
+
+log = logging.getLogger("ablation")
+
+ARMS = {
+    "rgb": {"use_heatmaps": False, "add_mask_channel": False},
+    "rgb+heatmaps": {"use_heatmaps": True, "add_mask_channel": False},
+    "rgb+heatmaps+mask": {"use_heatmaps": True, "add_mask_channel": True},
+}
+TRAIN_FOLDS = range(0, 5)     # 0-based: View 2 folds 1-5
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def training_images(pairs, images_dir: Path, *, min_images: int, max_per_identity: int) -> list[str]:
+    """Relative paths of the training people's images: everyone named in folds 1-5 with enough images."""
+    people = sorted({n for p in pairs if p.fold in TRAIN_FOLDS for n in (p.name_a, p.name_b)})
+    out = []
+    for name in people:
+        files = sorted((images_dir / name).glob("*.jpg"))
+        if len(files) >= min_images:
+            out += [f"{name}/{f.name}" for f in files[:max_per_identity]]
+    return out
+
+
+def train_arm(args: argparse.Namespace, train_store: str, arm: str, seed: int):
+    """Train one arm with one seed (or reuse a finished run); returns (run dir, TrainConfig)."""
+    from facerec.model.runs import RunFolder
+    from facerec.model.train_recognizer import TrainConfig, main as train_main
+
+    out = Path(args.work) / "runs" / f"{arm}-seed{seed}"
+    cfg = TrainConfig(store=train_store, out=str(out), img_size=args.img_size, backbone=args.backbone,
+                      stem=args.stem, embedding_size=args.embedding_size, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs, seed=seed,
+                      holdout_identity_frac=0.0, holdout_image_frac=0.0, evaluate_after=False,
+                      num_workers=args.num_workers, device=args.device, log_every=10, **ARMS[arm])
+    if (out / "checkpoints" / "last.pt").exists():
+        state = RunFolder(out, resume=True).load_checkpoint()
+        if state["loop"]["epoch"] >= args.epochs:
+            log.info("%s seed %d: reusing the finished run in %s", arm, seed, out)
+            return out, TrainConfig(**RunFolder(out, resume=True).load_config())
+        cfg = TrainConfig(**{**cfg.__dict__, "resume": True})
+    t0 = time.perf_counter()
+    train_main(cfg)
+    log.info("%s seed %d: trained in %.0f s", arm, seed, time.perf_counter() - t0)
+    return out, TrainConfig(**RunFolder(out, resume=True).load_config())
+
+
+def summarise(values: list[float | None]) -> dict:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from facerec.devices import resolve_device
+    from facerec.model.evaluate import load_recognizer
+    from facerec.model.runs import RunFolder
+
+    lfw_dir, work = Path(args.lfw_dir), Path(args.work)
+    pairs = read_pairs(lfw_dir / "pairs.txt")
+    images = lfw_images_dir(lfw_dir)
+    test_pairs = [p for p in subset_pairs(pairs, args.pairs_per_fold) if p.fold not in TRAIN_FOLDS]
+    train_rel = training_images(pairs, images, min_images=args.min_images, max_per_identity=args.max_per_identity)
+    train_people = {r.split("/", 1)[0] for r in train_rel}
+    test_people = {n for p in test_pairs for n in (p.name_a, p.name_b)}
+    if train_people & test_people:
+        raise SystemExit(f"training and test people overlap: {sorted(train_people & test_people)[:5]}")
+    test_rel = pair_images(test_pairs)
+    log.info("training on %d images of %d people (folds 1-5); testing on %d pairs (%d images) of folds 6-10",
+             len(train_rel), len(train_people), len(test_pairs), len(test_rel))
+    t0 = time.perf_counter()
+    train_fset, _ = build_lfw_store(images, train_rel, work / "train", extractor=args.extractor, img_size=args.img_size)
+    test_fset, test_rows = build_lfw_store(images, test_rel, work / "test", extractor=args.extractor,
+                                           img_size=args.img_size)
+    store_seconds = time.perf_counter() - t0
+    device = resolve_device(args.device)
+    per_run: dict = {}
+    for arm in ARMS:
+        for seed in args.seeds:
+            t1 = time.perf_counter()
+            out, cfg = train_arm(args, str(train_fset.location), arm, seed)
+            model, state = load_recognizer(RunFolder(out, resume=True), "last.pt", device)
+            vectors, _ = embed_store_images(model, cfg, test_fset, test_rows, test_rel, device)
+            report, _ = run_lfw_report(test_pairs, vectors, test_fset, test_rows)
+            per_run.setdefault(arm, {})[str(seed)] = {
+                "accuracy": report["ten_fold"]["mean"], "accuracy_std_over_folds": report["ten_fold"]["std"],
+                "auc": report["verification"]["auc"], "steps": state["loop"]["step"],
+                "yaw_auc": {b: e["auc"] for b, e in report["yaw_bins"]["bins"].items()},
+                "yaw_pairs": {b: e["num_pairs"] for b, e in report["yaw_bins"]["bins"].items()},
+                "seconds": round(time.perf_counter() - t1, 1),
+            }
+            log.info("%s seed %d: accuracy %.4f, AUC %.4f", arm, seed, per_run[arm][str(seed)]["accuracy"],
+                     per_run[arm][str(seed)]["auc"])
+    bins = list(next(iter(next(iter(per_run.values())).values()))["yaw_auc"])
+    summary = {
+        arm: {
+            "accuracy": summarise([r["accuracy"] for r in runs.values()]),
+            "auc": summarise([r["auc"] for r in runs.values()]),
+            "yaw_auc": {b: summarise([r["yaw_auc"][b] for r in runs.values()]) for b in bins},
+        }
+        for arm, runs in per_run.items()
+    }
+    return {
+        "protocol": "train on LFW View 2 folds 1-5 people, test on folds 6-10 pairs; accuracy: threshold on 4 "
+                    "of the 5 test folds, applied to the fifth, mean over the 5; embeddings mirrored, cosine",
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "data": {"train_images": len(train_rel), "train_people": len(train_people), "test_pairs": len(test_pairs),
+                 "test_images": len(test_rel), "train_valid": int(train_fset.valid.sum()),
+                 "test_valid": int(np.sum([test_fset.valid[test_rows[r]] for r in test_rel])),
+                 "store_build_seconds": round(store_seconds, 1)},
+        "summary": summary,
+        "runs": per_run,
+    }
+
+
+def plot(result: dict, path: Path) -> Path:
+    """AUC per arm overall and by |yaw| bin, error bars = std over seeds."""
+    from facerec.model.plots import plot_yaw_bins
+
+    table, errors = {}, {}
+    for arm, s in result["summary"].items():
+        table[arm] = {"all": s["auc"]["mean"], **{b: v["mean"] for b, v in s["yaw_auc"].items()}}
+        errors[arm] = {"all": s["auc"]["std"], **{b: v["std"] for b, v in s["yaw_auc"].items()}}
+    return plot_yaw_bins(table, path, "AUC (LFW folds 6-10)", errors=errors)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lfw-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"))
+    p.add_argument("--work", default="ablation-work", help="stores and runs (reused when present)")
+    p.add_argument("--extractor", default="mediapipe")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--stem", default="imagenet")
+    p.add_argument("--embedding-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup-epochs", type=float, default=0.5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--min-images", type=int, default=4)
+    p.add_argument("--max-per-identity", type=int, default=8)
+    p.add_argument("--pairs-per-fold", type=int, default=60, help="same and different pairs per test fold")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, default=RESULTS / "ablation.json")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    result["plot"] = str(plot(result, args.out.with_suffix(".png")))
+    sys.stdout.write(json.dumps(result["summary"], indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
