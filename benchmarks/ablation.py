@@ -21,6 +21,7 @@ when their last checkpoint finished. Writes ``benchmarks/results/ablation.json``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -69,12 +70,12 @@ def train_arm(args: argparse.Namespace, train_store: str, arm: str, seed: int):
         state = RunFolder(out, resume=True).load_checkpoint()
         if state["loop"]["epoch"] >= args.epochs:
             log.info("%s seed %d: reusing the finished run in %s", arm, seed, out)
-            return out, TrainConfig(**RunFolder(out, resume=True).load_config())
-        cfg = TrainConfig(**{**cfg.__dict__, "resume": True})
+            return out, TrainConfig.from_dict(RunFolder(out, resume=True).load_config())
+        cfg = dataclasses.replace(cfg, resume=True)
     t0 = time.perf_counter()
     train_main(cfg)
     log.info("%s seed %d: trained in %.0f s", arm, seed, time.perf_counter() - t0)
-    return out, TrainConfig(**RunFolder(out, resume=True).load_config())
+    return out, TrainConfig.from_dict(RunFolder(out, resume=True).load_config())
 
 
 def summarise(values: list[float | None]) -> dict:

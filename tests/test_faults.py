@@ -82,6 +82,24 @@ def test_a_full_disk_during_ingest_leaves_no_partial_file_and_a_rerun_completes(
 
 
 # ---------------------------------------------------------------------------------------------- Spark
+def test_a_failed_spark_job_becomes_one_line_naming_the_workers_reason() -> None:
+    from facerec.pipeline.spark import task_failure
+
+    crashed = ("An error occurred while calling o91.collectToPython.\n: org.apache.spark.SparkException: Job aborted "
+               "due to stage failure: Task 1 in stage 3.0 failed 4 times, most recent failure: Lost task 1.3 in stage "
+               "3.0 (TID 9) (10.0.0.7 executor 2): org.apache.spark.SparkException: Python worker exited unexpectedly "
+               "(crashed). Consider setting 'spark.python.worker.faulthandler.enabled'\n\tat org.apache.spark.api")
+    error = task_failure("features mediapipe-112", RuntimeError(crashed))
+    assert isinstance(error, StoreError)
+    assert str(error).startswith("features mediapipe-112: a shard task failed after 4 attempt(s) "
+                                 "(Python worker exited unexpectedly (crashed)); committed shards are kept")
+    raised = ("Job aborted due to stage failure: Task 0 in stage 0.0 failed 1 times\nTraceback (most recent call last):"
+              "\n  File \"fs.py\", line 80\nfacerec.errors.StoreError: cannot write s3://b/landmarks/x/shard-00000.parquet: "
+              "[Errno 13] Permission denied\n")
+    assert "(StoreError: cannot write s3://b/landmarks/x/shard-00000.parquet: [Errno 13] Permission denied)" in \
+        str(task_failure("landmarks x", RuntimeError(raised)))
+
+
 @pytest.mark.slow
 def test_landmarks_survive_a_full_disk_and_a_killed_worker(source: Path, tmp_path: Path, spark) -> None:
     store = tmp_path / "store"
@@ -91,8 +109,8 @@ def test_landmarks_survive_a_full_disk_and_a_killed_worker(source: Path, tmp_pat
 
     # 1. A full disk in the Python worker writing shard 2: a clear error naming the file and ENOSPC.
     with worker_env(spark, **{DISK_FULL_ENV: "landmarks/template/shard-00002.parquet"}):
-        with pytest.raises(StoreError, match=r"shard task failed \(StoreError: cannot write .*shard-00002\.parquet.*"
-                                             r"No space left on device"):
+        with pytest.raises(StoreError, match=r"shard task failed after 1 attempt\(s\) \(StoreError: cannot write "
+                                             r".*shard-00002\.parquet.*No space left on device"):
             run_landmarks(config, spark)
     assert not StoreLayout.is_finished(out) and 2 not in finished_shards(out)
     assert not [d for d in debris(store) if "shard-00002" in d]

@@ -141,7 +141,7 @@ def evaluate_run(run_dir: Path | str, store: Any = None, *, device: str = "auto"
     from facerec.store.splits import make_verification_pairs
 
     run = RunFolder(Path(run_dir), resume=True)
-    cfg = TrainConfig(**run.load_config())
+    cfg = TrainConfig.from_dict(run.load_config())
     dev = resolve_device(device)
     model, state = load_recognizer(run, checkpoint, dev)
     fset = open_feature_set(store if store is not None else cfg.store, cfg.extractor, cfg.img_size)

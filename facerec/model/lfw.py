@@ -345,7 +345,7 @@ def eval_lfw_run(lfw_dir: Path | str, run_dir: Path | str, *, out: Path | str | 
     lfw_dir, run_dir = Path(lfw_dir), Path(run_dir)
     out = Path(out) if out is not None else run_dir / "lfw"
     run = RunFolder(run_dir, resume=True)
-    cfg = TrainConfig(**run.load_config())
+    cfg = TrainConfig.from_dict(run.load_config())
     if cfg.extractor is None:
         raise ConfigError(f"{run_dir}/config.json names no extractor; retrain the run with this facerec")
     dev = resolve_device(device)

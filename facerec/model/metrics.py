@@ -21,7 +21,8 @@ def top1_accuracy(logits, labels) -> float:
     return float((pred == labels).float().mean()) if hasattr(pred, "float") else float(np.mean(pred == labels))
 
 
-def _check_pairs(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_pairs(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as float64 [N] and same as bool [N]; refuses mismatched lengths and non-finite scores."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     same = np.asarray(same, dtype=bool).reshape(-1)
     if scores.shape != same.shape:
@@ -37,7 +38,7 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     Candidate cuts lie midway between consecutive distinct sorted scores (plus below the lowest and
     above the highest), evaluated at once with cumulative sums: O(n log n).
     """
-    scores, same = _check_pairs(scores, same)
+    scores, same = check_pairs(scores, same)
     if len(scores) == 0:
         raise ConfigError("verification: no pairs to choose a threshold on")
     order = np.argsort(scores, kind="stable")
@@ -52,7 +53,7 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
 
 
 def accuracy_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    scores, same = _check_pairs(scores, same)
+    scores, same = check_pairs(scores, same)
     return float(np.mean((scores > threshold) == same))
 
 
@@ -60,7 +61,7 @@ def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndar
     """(fpr, tpr, thresholds) from sklearn; needs both same and different pairs."""
     from sklearn.metrics import roc_curve as sk_roc
 
-    scores, same = _check_pairs(scores, same)
+    scores, same = check_pairs(scores, same)
     _need_both(same)
     fpr, tpr, thr = sk_roc(same, scores)
     return fpr, tpr, thr
@@ -69,7 +70,7 @@ def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndar
 def roc_auc(scores: np.ndarray, same: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
-    scores, same = _check_pairs(scores, same)
+    scores, same = check_pairs(scores, same)
     _need_both(same)
     return float(roc_auc_score(same, scores))
 
@@ -109,7 +110,7 @@ class VerificationMetrics:
 def verification_metrics(scores: np.ndarray, same: np.ndarray, fars: tuple[float, ...] = DEFAULT_FARS
                          ) -> tuple[VerificationMetrics, tuple[np.ndarray, np.ndarray]]:
     """Metrics and the ROC points (fpr, tpr) for plotting."""
-    scores, same = _check_pairs(scores, same)
+    scores, same = check_pairs(scores, same)
     fpr, tpr, _ = roc_curve(scores, same)
     acc, thr = best_threshold(scores, same)
     num_diff = int((~same).sum())

@@ -49,7 +49,10 @@ class ModelSpec:
 
 def input_channels(*, use_heatmaps: bool, add_mask_channel: bool, group_all_landmarks: bool = False,
                    num_points: int | None = None) -> int:
-    """Channels of the network input: RGB, then heatmaps (6 groups, or one per landmark), then the mask."""
+    """Channels of the network input: RGB, then heatmaps (6 groups, or one per landmark), then the mask.
+
+    The same count as the reader's ``ChannelLayout.num_channels``, for building a model without a store.
+    """
     heat = 0
     if use_heatmaps:
         if group_all_landmarks:

@@ -118,6 +118,14 @@ class TrainConfig:
     def margin_type(self) -> str:
         return "cosface" if self.use_cosface else "arcface"
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """A config as saved in RUN/config.json; fields this facerec does not know are refused by name."""
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"run config has unknown fields {unknown}; was it written by another facerec version?")
+        return cls(**data)
+
 
 # ------------------------------------------------------------------------------------------- devices
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.model.metrics import _check_pairs, accuracy_at, best_threshold, roc_auc
+from facerec.model.metrics import check_pairs, accuracy_at, best_threshold, roc_auc
 
 YAW_BINS: tuple[tuple[str, float, float], ...] = (
     ("0-15", 0.0, 15.0), ("15-30", 15.0, 30.0), ("30-45", 30.0, 45.0), ("45+", 45.0, math.inf),
@@ -49,7 +49,7 @@ class TenFoldResult:
 
 def ten_fold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> TenFoldResult:
     """Threshold chosen on the other folds, accuracy on each fold; any number of folds >= 2."""
-    scores, same = _check_pairs(scores, same)
+    scores, same = check_pairs(scores, same)
     folds = np.asarray(folds).reshape(-1)
     if folds.shape != scores.shape:
         raise ConfigError(f"ten_fold_accuracy: {len(folds)} fold ids for {len(scores)} pairs")
@@ -83,7 +83,7 @@ def yaw_binned_metrics(scores: np.ndarray, same: np.ndarray, yaw_a: np.ndarray, 
     "num_unknown_pose", "note"}; metrics are None where the bin has too few pairs. When no pair has a
     known yaw (a store without pose) every bin is None and ``note`` says so.
     """
-    scores, same = _check_pairs(scores, same)
+    scores, same = check_pairs(scores, same)
     if threshold is None:
         _, threshold = best_threshold(scores, same)
     bins = yaw_bin_of(yaw_a, yaw_b)

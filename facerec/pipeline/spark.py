@@ -120,24 +120,31 @@ def run_shards(
 
 
 _WORKER_ERROR = re.compile(r"facerec\.errors\.(\w+): (.+)")
+_LOST_TASK = re.compile(r"most recent failure: Lost task [^:]*\): (?:[\w.$]+(?:Exception|Error): )?(.+)")
+_ATTEMPTS = re.compile(r"failed (\d+) times")
 
 
 def task_failure(description: str, exc: BaseException) -> "FacerecError":
     """One clear line for a Spark job whose shard task failed (after Spark's retries, if any).
 
     A facerec error raised in a worker (a ``StoreError`` for a full disk, say) is quoted as raised
-    there; otherwise the first line of Spark's message (e.g. "Python worker exited unexpectedly").
-    Shards committed before the failure stay; rerunning the stage computes only the missing ones.
+    there; otherwise Spark's reason for the last lost task (e.g. "Python worker exited unexpectedly
+    (crashed)"). Shards committed before the failure stay; rerunning the stage computes only the rest.
     """
     from facerec.errors import StoreError
 
     text = str(exc)
     found = _WORKER_ERROR.findall(text)
+    lost = _LOST_TASK.search(text)
     if found:
         kind, message = found[-1]
         cause = f"{kind}: {message.strip()}"
+    elif lost:
+        cause = lost.group(1).split(". ")[0].strip()
     else:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        cause = next((ln for ln in lines if "Exception" in ln or "Error" in ln), lines[0] if lines else repr(exc))
-    return StoreError(f"{description}: a shard task failed ({cause}); committed shards are kept, rerun the stage "
-                      "to compute the missing ones")
+        cause = lines[0] if lines else repr(exc)
+    attempts = _ATTEMPTS.search(text)
+    tries = f" after {attempts.group(1)} attempt(s)" if attempts else ""
+    return StoreError(f"{description}: a shard task failed{tries} ({cause}); committed shards are kept, rerun the "
+                      "stage to compute the missing ones")
