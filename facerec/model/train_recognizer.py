@@ -465,7 +465,8 @@ def _train(cfg: TrainConfig, info: "DistInfo", device: torch.device) -> TrainRes
     amp_dtype = resolve_amp(cfg.amp, device)
     channels_last = use_channels_last(cfg.channels_last, device)
     feature_set = open_feature_set(cfg.store, cfg.extractor, cfg.img_size)
-    cfg = dataclasses.replace(cfg, extractor=feature_set.layout.extractor)   # resolved: the run says which
+    # Resolved: the run names the feature set it read, whatever path or defaults it was given.
+    cfg = dataclasses.replace(cfg, extractor=feature_set.layout.extractor, img_size=feature_set.layout.img_size)
     run = RunFolder(Path(cfg.out), resume=cfg.resume, replica=not info.is_main)
     checkpoint = None
     if cfg.resume:
