@@ -165,8 +165,9 @@ def forward_flops(backbone: str, stem: str, in_chans: int, img_size: int) -> dic
 
 def compare_stems(args: argparse.Namespace) -> dict:
     """The same short training (same store, seed, steps, batches) once per stem; FLOPs and map sizes."""
-    from facerec.model.train_recognizer import TrainConfig, main as train_main
+    from facerec.model.evaluate import evaluate_run
     from facerec.model.runs import RunFolder
+    from facerec.model.train_recognizer import TrainConfig, main as train_main
 
     out = Path(args.runs_dir)
     result: dict = {"backbone": args.backbone, "store": args.store, "epochs": args.epochs,
@@ -176,18 +177,30 @@ def compare_stems(args: argparse.Namespace) -> dict:
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, num_workers=args.num_workers,
                           device=args.device, amp=args.amp, holdout_identity_frac=0.2, log_every=1,
                           eval_pairs=args.eval_pairs, img_size=args.img_size, warmup_epochs=0.5)
-        t0 = time.perf_counter()
-        res = train_main(cfg)
-        seconds = time.perf_counter() - t0
-        metrics = RunFolder(Path(cfg.out), resume=True).read_metrics()
+        run_dir = Path(cfg.out)
+        if (run_dir / "checkpoints" / "last.pt").exists():     # finished earlier: reuse, evaluate if needed
+            state = RunFolder(run_dir, resume=True).load_checkpoint()
+            if state["loop"]["epoch"] < args.epochs:
+                raise SystemExit(f"{run_dir} holds an unfinished run; remove it or finish it with facerec train --resume")
+            evaluation = (json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").exists()
+                          else evaluate_run(run_dir, device=args.device, num_pairs=args.eval_pairs))
+            steps, seconds = state["loop"]["step"], None
+        else:
+            t0 = time.perf_counter()
+            res = train_main(cfg)
+            seconds = round(time.perf_counter() - t0, 1)
+            steps, evaluation = res.steps, res.evaluation
+        metrics = RunFolder(run_dir, resume=True).read_metrics()
         entry = forward_flops(args.backbone, stem, 9, args.img_size)
         entry.update({
-            "train_seconds": round(seconds, 1), "steps": res.steps,
+            "train_seconds": seconds, "steps": steps,
             "train_loss_by_epoch": [round(m["loss"], 3) for m in metrics if m["phase"] == "train_epoch"],
             "train_samples_per_s": [round(m["samples_per_s"], 2) for m in metrics if m["phase"] == "train_epoch"],
             "val_accuracy_by_epoch": [round(m["accuracy"], 4) for m in metrics if m["phase"] == "val"],
-            "test_auc": res.evaluation["verification"]["auc"] if res.evaluation else None,
-            "test_best_accuracy": res.evaluation["verification"]["best_accuracy"] if res.evaluation else None,
+            "test_auc": evaluation["verification"]["auc"],
+            "test_best_accuracy": evaluation["verification"]["best_accuracy"],
+            "test_ten_fold": [evaluation["ten_fold"]["mean"], evaluation["ten_fold"]["std"]],
+            "test_pairs": evaluation["verification"]["num_pairs"],
         })
         result["stems"][stem] = entry
     return result

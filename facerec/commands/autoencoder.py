@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Optional
 
 import typer
 
 from facerec.commands.options import Device, Extractor, ImgSize, OutDir, RunDir, Seed, Store
+from facerec.model.train_autoencoder import AutoencoderConfig
+
+# Defaults come from the config dataclass, so the CLI and the library never disagree.
+_D = {f.name: f.default for f in dataclasses.fields(AutoencoderConfig)}
 
 
 def _print_summary(summary: dict) -> None:
@@ -31,24 +36,24 @@ def register(app: typer.Typer) -> None:
         store: Store,
         extractor: Extractor,
         out: OutDir,
-        img_size: ImgSize = 112,
-        epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training identities' samples.")] = 40,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
-        lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate (warm-up, then cosine).")] = 2e-3,
-        width: Annotated[int, typer.Option("--width", help="Hidden width of encoder and decoder MLPs.")] = 256,
-        depth: Annotated[int, typer.Option("--depth", help="Hidden layers in each of encoder and decoder.")] = 2,
-        code_size: Annotated[int, typer.Option("--code-size", help="Size of the bottleneck code.")] = 32,
-        dropout: Annotated[float, typer.Option("--dropout")] = 0.1,
-        residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Predict a correction to the input shape (default) or the shape itself.")] = True,
-        mirror: Annotated[bool, typer.Option("--mirror/--no-mirror", help="Mirror augmentation of half of each batch.")] = True,
-        holdout_frac: Annotated[float, typer.Option("--holdout-identity-frac", help="Share of identities held out for evaluation.")] = 0.1,
-        device: Device = "auto",
-        threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch default.")] = 0,
+        img_size: ImgSize = _D["img_size"],
+        epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training identities' samples.")] = _D["epochs"],
+        batch_size: Annotated[int, typer.Option("--batch-size")] = _D["batch_size"],
+        lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate (warm-up, then cosine).")] = _D["lr"],
+        width: Annotated[int, typer.Option("--width", help="Hidden width of encoder and decoder MLPs.")] = _D["width"],
+        depth: Annotated[int, typer.Option("--depth", help="Hidden layers in each of encoder and decoder.")] = _D["depth"],
+        code_size: Annotated[int, typer.Option("--code-size", help="Size of the bottleneck code.")] = _D["code_size"],
+        dropout: Annotated[float, typer.Option("--dropout")] = _D["dropout"],
+        residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Predict a correction to the input shape (default) or the shape itself.")] = _D["residual"],
+        mirror: Annotated[bool, typer.Option("--mirror/--no-mirror", help="Mirror augmentation of half of each batch.")] = _D["mirror"],
+        holdout_frac: Annotated[float, typer.Option("--holdout-identity-frac", help="Share of identities held out for evaluation.")] = _D["holdout_identity_frac"],
+        device: Device = _D["device"],
+        threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch; 0 = torch default.")] = _D["threads"],
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
-        seed: Seed = 0,
+        seed: Seed = _D["seed"],
     ) -> None:
         """Train the landmark autoencoder (posed landmarks + pose -> canonical landmarks), then evaluate it."""
-        from facerec.model.train_autoencoder import AutoencoderConfig, main
+        from facerec.model.train_autoencoder import main
 
         cfg = AutoencoderConfig(store=store, extractor=extractor, out=str(out), img_size=img_size, epochs=epochs,
                                 batch_size=batch_size, lr=lr, width=width, depth=depth, code_size=code_size,

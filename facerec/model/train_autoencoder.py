@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import ConfigError, TrainingError
-from facerec.schemas.tables import LAYOUT_VERSION
-from facerec.store.fs import resolve, write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -169,6 +167,7 @@ def checkpoint_state(model, optimizer, scheduler, epoch: int, step: int, cfg: Au
     import torch
 
     from facerec.model.runs import config_to_dict
+    from facerec.schemas.tables import LAYOUT_VERSION
 
     return {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -204,6 +203,7 @@ def _train(cfg: AutoencoderConfig, run, device: "torch.device") -> dict[str, Any
     from facerec.model.autoencoder_data import HOLDOUT, TRAIN, LandmarkReader, describe, open_source
     from facerec.model.evaluate_autoencoder import evaluate
     from facerec.model.schedule import warmup_cosine
+    from facerec.store.fs import resolve, write_json_atomic
 
     if cfg.resume:
         _check_resume(run, cfg)
@@ -255,6 +255,7 @@ def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, n
     """Final held-out evaluation: RUN/eval.json and (with ``plots``) the figures; returns the summary."""
     from facerec.model.evaluate_autoencoder import evaluate, plot_examples, yaw_bin_table
     from facerec.model.plots import plot_training_curves, plot_yaw_bins
+    from facerec.store.fs import resolve, write_json_atomic
 
     result = evaluate(model, source, mean_shape, lset, device, num_examples=num_examples)
     summary = {"split": "held-out identities", "frame": "normalised (centre = mean, scale = RMS radius)",

@@ -276,12 +276,31 @@ def _verification_headline(ev: Mapping[str, Any]) -> Paragraph | None:
     return Paragraph(text + ".")
 
 
+WIDE_PX = 900   # figures at least this wide (multi-panel plots) get the full column
+
+
+def _png_width(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.size[0]
+
+
 def _figures(paths: list[Path], label: str) -> list:
-    """One figure full width; several side by side (two to a row)."""
-    figs = [Figure(p, _caption(p, label)) for p in paths]
-    if len(figs) <= 1:
-        return figs
-    return [Row(figs[i : i + 2]) for i in range(0, len(figs), 2)]
+    """Wide figures full width, narrow ones two to a row, in the given order."""
+    blocks: list = []
+    pending: list[Figure] = []
+    for p in paths:
+        fig = Figure(p, _caption(p, label))
+        if _png_width(p) >= WIDE_PX:
+            blocks += pending + [fig]
+            pending = []
+            continue
+        pending.append(fig)
+        if len(pending) == 2:
+            blocks.append(Row(pending))
+            pending = []
+    return blocks + pending
 
 
 def _run_sections(run: Path, label: str, *, recogniser: bool) -> list[Section]:
