@@ -6,7 +6,7 @@ STORE  ?= runs/store
 SOURCE ?=
 LFW    ?= ../shared/data/lfw
 
-.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-ablation demo clean help
+.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation demo clean help
 
 help:
 	@echo "make install   create $(VENV) and install facerec with its pinned dependencies"
@@ -28,7 +28,7 @@ test:
 test-fast:
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: bench-landmarks bench-reader bench-train
+bench: bench-landmarks bench-reader bench-train bench-autoencoder
 
 bench-landmarks:
 	$(BIN)/python -m benchmarks.bench_landmarks --lfw $(LFW)
@@ -36,11 +36,16 @@ bench-landmarks:
 bench-reader:
 	$(BIN)/python -m benchmarks.bench_reader --lfw $(LFW)
 
-bench-train:
-	$(BIN)/python -m benchmarks.bench_train --lfw $(LFW)
+# bench-train reads the store bench-reader builds (3,000 LFW faces, MediaPipe).
+bench-train: bench-reader
+	$(BIN)/python benchmarks/bench_train.py --store runs/bench/reader-store-3000 --backbone resnet18 \
+	  --num-workers 2 --out benchmarks/results/train.json
+
+bench-autoencoder:
+	$(BIN)/python benchmarks/bench_autoencoder.py --work runs/bench/autoencoder
 
 bench-ablation:
-	$(BIN)/python -m benchmarks.ablation --lfw $(LFW)
+	$(BIN)/python benchmarks/ablation.py --lfw-dir $(LFW) --work runs/bench/ablation
 
 demo:
 	$(BIN)/facerec demo $(if $(SOURCE),--source $(SOURCE),)
