@@ -60,14 +60,24 @@ def lfw_small_folder(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return make_image_folder(tmp_path_factory.mktemp("lfw_small"), lfw_dir, 30, 4, min_images=4)
 
 
-@pytest.fixture(scope="session")
-def spark():
-    """One local[2] Spark session for the whole test run (starting Spark takes tens of seconds).
+def local_spark():
+    """The local Spark session of the test run, started again if another test switched masters.
 
-    The JVM flags trade peak speed for start-up: C1-only JIT and the serial GC start about twice as
-    fast on a busy 2-core machine, and test jobs are far too short to need the C2 compiler.
+    It is the default master (``local[*]``, two cores here), so stages called without a session in
+    tests reuse it rather than restarting Spark.
+
+    Starting Spark takes tens of seconds, so the session is shared; but a test that runs a stage with
+    another master (a standalone cluster, say) stops it, so tests ask for it each time
+    instead of holding a stale object. The JVM flags trade peak speed for start-up: C1-only JIT and
+    the serial GC start about twice as fast on a busy 2-core machine.
     """
     from facerec.pipeline.spark import spark_session
 
     conf = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
-    return spark_session("local[2]", conf, app_name="facerec-tests")
+    return spark_session(None, conf, app_name="facerec-tests")
+
+
+@pytest.fixture
+def spark():
+    """A live local session (see ``local_spark``)."""
+    return local_spark()

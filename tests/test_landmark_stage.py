@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from conftest import local_spark
+
 from facerec.pipeline.ingest import IngestConfig, run_ingest
 from facerec.pipeline.landmark_sets import landmark_set
 from facerec.pipeline.landmark_stage import LandmarksConfig, finished_shards, run_landmarks
@@ -50,10 +52,10 @@ def _rows(store: Path, extractor: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def landmarks(store: Path, spark) -> dict[str, dict[str, dict]]:
+def landmarks(store: Path) -> dict[str, dict[str, dict]]:
     out = {}
     for name in ("mediapipe", "dlib"):
-        result = run_landmarks(LandmarksConfig(store=str(store), extractor=name), spark=spark)
+        result = run_landmarks(LandmarksConfig(store=str(store), extractor=name), spark=local_spark())
         assert result.rows_in == result.ok + sum(result.rejected.values()) == 192
         assert result.shards_done == 3 and set(result.rejected) <= {"no_face"}
         out[name] = _rows(store, name)
@@ -131,7 +133,7 @@ def test_placeholder_only_for_template_and_cli(store: Path, landmarks, spark) ->
     from facerec.cli import app
 
     out = CliRunner().invoke(app, ["landmarks", "--store", str(store), "--extractor", "template",
-                                   "--master", "local[2]", "--partitions", "2"])
+                                   "--master", "local[*]", "--partitions", "2"])
     assert out.exit_code == 0, out.output
     assert "landmarks: 192 in, 192 ok, 0 rejected" in out.output
     template = _table(store / "landmarks" / "template")
