@@ -208,9 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     result = bench(args.lfw.resolve(), args.work, args.dlib_images, args.limit, args.shard_size, args.master,
                    args.repeats)
     path = write_result("landmarks", result)
-    keys = ("images", "spark_images_per_s", "pool_images_per_s", "spark_over_pool",
-            "spark_cpu_ms_per_image", "pool_cpu_ms_per_image", "spark_over_pool_cpu_efficiency")
-    rows = [{"extractor": name, **{k: r[k] for k in keys}} for name, r in result["extractors"].items()]
+    columns = {"images": "images", "spark_images_per_s": "spark img/s", "pool_images_per_s": "pool img/s",
+               "spark_over_pool": "ratio", "spark_cpu_ms_per_image": "spark CPU ms/img",
+               "pool_cpu_ms_per_image": "pool CPU ms/img", "spark_over_pool_cpu_efficiency": "CPU ratio"}
+    rows = [{"extractor": name, **{label: r[key] for key, label in columns.items()}}
+            for name, r in result["extractors"].items()]
     print_table(f"landmarks: Spark {result['master']} vs Pool({WORKERS}); session start "
                 f"{result['spark_session_startup_s']} s, first job {result['spark_first_job_s']} s", rows)
     print(f"wrote {path}")
