@@ -7,7 +7,9 @@ loss, backward, clipping, AdamW, schedule):
 - ``store``: batches from the feature store through ``FaceStoreDataset`` + ``ChunkShuffleSampler`` +
   ``make_loader`` with ``--num-workers`` workers, moved and normalised on the device as in training;
 - ``loader``: the same loader with no model at all: the input pipeline's ceiling.
-``input_cost = 1 - store / memory`` is the fraction of training speed the input pipeline costs.
+``input_cost = 1 - store / memory`` is the fraction of training speed the input pipeline costs. The
+memory and store arms run in alternating blocks (``--repeats`` of ``--steps`` steps each, medians
+reported), so a change in the machine's load over the run hits both alike.
 
 The memory batch is real: the first batch the store gives. With ``--synthetic`` and no store, only the
 memory arm runs, on random uint8 input (labelled as such in the output).
@@ -30,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facerec.devices import resolve_device
@@ -56,24 +59,44 @@ def _model_and_optim(spec: ModelSpec, device: torch.device, channels_last: bool,
     return model, opt, sched, scaler
 
 
-def time_steps(batches, spec: ModelSpec, device: torch.device, *, amp_dtype, channels_last: bool, warmup: int,
-               steps: int) -> dict:
-    """Run ``warmup + steps`` training steps over ``batches`` (an iterator of reader batches); time the last ``steps``."""
-    model, opt, sched, scaler = _model_and_optim(spec, device, channels_last, warmup + steps)
-    samples, t0 = 0, None
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(device)
-            t0 = time.perf_counter()
-        batch = next(batches)
-        images, labels = device_inputs(batch, device, channels_last)
-        loss, _ = train_step(model, opt, sched, scaler, images, labels, amp_dtype=amp_dtype, grad_clip=5.0)
-        if i >= warmup:
+class Arm:
+    """One model + optimiser trained from one batch source; ``block(n)`` times n steps."""
+
+    def __init__(self, batches, spec: ModelSpec, device: torch.device, *, amp_dtype, channels_last: bool,
+                 total_steps: int) -> None:
+        torch.manual_seed(0)
+        self.batches, self.device, self.amp_dtype, self.channels_last = batches, device, amp_dtype, channels_last
+        self.model, self.opt, self.sched, self.scaler = _model_and_optim(spec, device, channels_last, total_steps)
+        self.rates: list[float] = []
+
+    def block(self, steps: int, record: bool = True) -> None:
+        _sync(self.device)
+        t0, samples = time.perf_counter(), 0
+        for _ in range(steps):
+            images, labels = device_inputs(next(self.batches), self.device, self.channels_last)
+            loss, _ = train_step(self.model, self.opt, self.sched, self.scaler, images, labels,
+                                 amp_dtype=self.amp_dtype, grad_clip=5.0)
             samples += labels.shape[0]
-    loss.item()
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    return {"samples": samples, "seconds": round(seconds, 3), "samples_per_s": round(samples / seconds, 2)}
+        loss.item()
+        _sync(self.device)
+        if record:
+            self.rates.append(samples / (time.perf_counter() - t0))
+
+    def summary(self) -> dict:
+        return {"samples_per_s": round(float(np.median(self.rates)), 2), "blocks": [round(r, 2) for r in self.rates]}
+
+
+def time_arms(arms: dict[str, Arm], *, warmup: int, steps: int, repeats: int) -> dict:
+    """Warm every arm up, then alternate blocks of ``steps`` steps ``repeats`` times; median samples/s.
+
+    Alternating blocks spreads slow drifts of the machine's load (other jobs) over all arms alike.
+    """
+    for arm in arms.values():
+        arm.block(warmup, record=False)
+    for _ in range(repeats):
+        for arm in arms.values():
+            arm.block(steps)
+    return {name: arm.summary() for name, arm in arms.items()}
 
 
 def time_loader(batches, *, warmup: int, steps: int) -> dict:
@@ -136,13 +159,16 @@ def run(args: argparse.Namespace) -> dict:
         batch = {k: v.to(device) for k, v in batch.items()}     # the memory arm's input lives on the GPU
     result["channels"] = spec.in_chans
     result["img_size"] = spec.img_size
-    result["memory"] = time_steps(_repeat(batch), spec, device, amp_dtype=amp_dtype, channels_last=channels_last,
-                                  warmup=args.warmup, steps=args.steps)
+    total = args.warmup + args.steps * args.repeats
+    kw = dict(amp_dtype=amp_dtype, channels_last=channels_last, total_steps=total)
+    arms = {"memory": Arm(_repeat(batch), spec, device, **kw)}
     if args.store is not None:
         stream = _forever(data.train_loader, data.sampler)
         result["loader"] = time_loader(stream, warmup=args.warmup, steps=args.steps)
-        result["store"] = time_steps(stream, spec, device, amp_dtype=amp_dtype, channels_last=channels_last,
-                                     warmup=args.warmup, steps=args.steps)
+        arms["store"] = Arm(stream, spec, device, **kw)
+    result["repeats"] = args.repeats
+    result.update(time_arms(arms, warmup=args.warmup, steps=args.steps, repeats=args.repeats))
+    if args.store is not None:
         result["store_over_memory"] = round(result["store"]["samples_per_s"] / result["memory"]["samples_per_s"], 3)
         result["input_cost"] = round(1.0 - result["store_over_memory"], 3)
     return result
@@ -215,7 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stem", default="face")
     p.add_argument("--img-size", type=int, default=112)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=3, help="timed blocks per arm, alternating arms")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--amp", default="off", choices=("auto", "bf16", "fp16", "off"))
