@@ -60,7 +60,7 @@ def train_arm(args: argparse.Namespace, train_store: str, arm: str, seed: int):
     from facerec.model.runs import RunFolder
     from facerec.model.train_recognizer import TrainConfig, main as train_main
 
-    out = Path(args.work) / "runs" / f"{arm}-seed{seed}"
+    out = Path(args.work) / "runs" / f"{arm}-seed{seed}-{args.backbone}-{args.stem}-e{args.epochs}"
     cfg = TrainConfig(store=train_store, out=str(out), img_size=args.img_size, backbone=args.backbone,
                       stem=args.stem, embedding_size=args.embedding_size, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs, seed=seed,

@@ -59,7 +59,7 @@ class DemoConfig:
     img_size: int = 112
     backbone: str = "resnet18"
     embedding_size: int = 512
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 32
     lr: float = 2e-3
     use_heatmaps: bool = True

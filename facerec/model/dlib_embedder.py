@@ -4,10 +4,11 @@ predictor, ``get_face_chip`` alignment (150 px, padding 0.25), ``compute_face_de
 The model files come from the ``face-recognition-models`` package: its folder is located with
 ``importlib.util.find_spec`` (importing it needs pkg_resources). ``DLIB_MODELS_DIR`` overrides it.
 
-Images where the HOG detector (upsample 1) finds no face are not dropped: the whole image is used as
-the face box for the shape predictor (LFW images are 250 px crops centred on the face), and the count
-of such fall-backs is reported (``DlibEmbedder.counts``). Where several faces are found, the largest
-one nearest the centre is used (``pick_primary_face``), as the landmark extractors do.
+Images where the HOG detector (upsample 1) finds no face are not dropped: the shape predictor runs in
+a fall-back box, ``fallback_box`` (fractions of the image width and height) or else the whole image, and
+every image's case is counted (``DlibEmbedder.counts``: detected, multiple faces, fall-back box, whole
+image). Where several faces are found, the largest one nearest the centre is used
+(``pick_primary_face``), as the landmark extractors do.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 MODELS_ENV = "DLIB_MODELS_DIR"
 SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
 EMBEDDING_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
-DETECTED, MULTIPLE, WHOLE_IMAGE = "detected", "multiple_faces", "no_face_whole_image"
+DETECTED, MULTIPLE = "detected", "multiple_faces"
+FALLBACK_BOX, WHOLE_IMAGE = "no_face_fallback_box", "no_face_whole_image"
 
 
 def dlib_model_file(name: str) -> Path:
@@ -55,10 +57,11 @@ class DlibEmbedder:
     name = "dlib"
     embedding_size = 128
 
-    def __init__(self, upsample: int = 1, num_jitters: int = 0) -> None:
+    def __init__(self, upsample: int = 1, num_jitters: int = 0,
+                 fallback_box: tuple[float, float, float, float] | None = None) -> None:
         import dlib
 
-        self.upsample, self.num_jitters = upsample, num_jitters
+        self.upsample, self.num_jitters, self.fallback_box = upsample, num_jitters, fallback_box
         self._detector = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(str(dlib_model_file(SHAPE_MODEL)))
         self._net = dlib.face_recognition_model_v1(str(dlib_model_file(EMBEDDING_MODEL)))
@@ -71,7 +74,10 @@ class DlibEmbedder:
         rects = list(self._detector(rgb, self.upsample))
         h, w = rgb.shape[:2]
         if not rects:
-            return self._rect(0, 0, w - 1, h - 1), WHOLE_IMAGE
+            if self.fallback_box is None:
+                return self._rect(0, 0, w - 1, h - 1), WHOLE_IMAGE
+            fx0, fy0, fx1, fy1 = self.fallback_box
+            return self._rect(round(fx0 * w), round(fy0 * h), round(fx1 * w), round(fy1 * h)), FALLBACK_BOX
         if len(rects) == 1:
             return rects[0], DETECTED
         boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.float64)
