@@ -78,6 +78,37 @@ def train_arm(args: argparse.Namespace, train_store: str, arm: str, seed: int):
     return out, TrainConfig.from_dict(RunFolder(out, resume=True).load_config())
 
 
+def last_train_epoch(run: Path) -> dict:
+    """Loss and accuracy of the run's last training epoch: how far the budget got the model."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = [r for r in rows if r.get("phase") == "train_epoch"][-1]
+    return {"epoch": last["epoch"], "loss": round(last["loss"], 3), "accuracy": round(last["accuracy"], 4)}
+
+
+def markdown_table(result: dict) -> str:
+    """The README's table: mean +- std over seeds per arm, accuracy, AUC and AUC by |yaw| bin."""
+    first = next(iter(next(iter(result["runs"].values())).values()))
+    bins = list(first["yaw_auc"])
+    head = (["arm", "accuracy", "AUC"] + [f"AUC \\|yaw\\| {b} ({first['yaw_pairs'][b]} pairs)" for b in bins]
+            + ["train loss / accuracy, last epoch"])
+
+    def cell(s: dict, pct: bool = False) -> str:
+        if s["mean"] is None:
+            return "n/a"
+        k = 100.0 if pct else 1.0
+        return f"{k * s['mean']:.{1 if pct else 3}f} +- {k * s['std']:.{1 if pct else 3}f}"
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm, s in result["summary"].items():
+        final = [r["final_train"] for r in result["runs"][arm].values() if r.get("final_train")]
+        trained = (f"{np.mean([f['loss'] for f in final]):.1f} / {100 * np.mean([f['accuracy'] for f in final]):.1f}%"
+                   if final else "n/a")
+        row = ([arm, cell(s["accuracy"], pct=True) + "%", cell(s["auc"])] + [cell(s["yaw_auc"][b]) for b in bins]
+               + [trained])
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def summarise(values: list[float | None]) -> dict:
     vals = [v for v in values if v is not None]
     if not vals:
@@ -121,6 +152,7 @@ def run(args: argparse.Namespace) -> dict:
                 "auc": report["verification"]["auc"], "steps": state["loop"]["step"],
                 "yaw_auc": {b: e["auc"] for b, e in report["yaw_bins"]["bins"].items()},
                 "yaw_pairs": {b: e["num_pairs"] for b, e in report["yaw_bins"]["bins"].items()},
+                "final_train": last_train_epoch(out),
                 "seconds": round(time.perf_counter() - t1, 1),
             }
             log.info("%s seed %d: accuracy %.4f, AUC %.4f", arm, seed, per_run[arm][str(seed)]["accuracy"],
@@ -167,14 +199,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--stem", default="imagenet")
     p.add_argument("--embedding-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--min-images", type=int, default=4)
-    p.add_argument("--max-per-identity", type=int, default=8)
-    p.add_argument("--pairs-per-fold", type=int, default=60, help="same and different pairs per test fold")
+    p.add_argument("--max-per-identity", type=int, default=6)
+    p.add_argument("--pairs-per-fold", type=int, default=300, help="same and different pairs per test fold")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=RESULTS / "ablation.json")
@@ -188,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     result["plot"] = str(plot(result, args.out.with_suffix(".png")))
+    args.out.with_suffix(".md").write_text(markdown_table(result))
     sys.stdout.write(json.dumps(result["summary"], indent=2) + "\n")
 
 

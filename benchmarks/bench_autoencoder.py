@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     # One figure: both model variants and the two baselines per |yaw| bin.
     table = yaw_bin_table(runs["residual"])
     table[f"{METHOD_LABELS['model']} (no residual)"] = yaw_bin_table(runs["no_residual"])[METHOD_LABELS["model"]]
-    plot_yaw_bins(table, out_path.with_name(out_path.stem + "_nme_by_yaw.png"), "NME (held-out LFW identities)")
+    plot_yaw_bins(table, out_path.with_name(out_path.stem + "_nme_by_yaw.png"), "NME (held-out LFW identities)",
+                  binned_by="the face's |yaw|")
     for name, run in runs.items():
         nme = run["nme"]
         log.info("%s: held-out NME model %.4f | input %.4f | mean %.4f (%d faces)", name, nme["model"]["all"],

@@ -63,7 +63,7 @@ class DemoConfig:
     batch_size: int = 32
     lr: float = 2e-3
     use_heatmaps: bool = True
-    ae_epochs: int = 40
+    ae_epochs: int = 200
     eval_pairs: int = 1000
     holdout_identity_frac: float = 0.15   # identities kept out of training for verification (both models)
     shard_size: int = 128

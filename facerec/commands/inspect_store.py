@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         """Show the stages done, counts and rejects by reason, sizes on disk, layout version and head pose."""
         from rich.console import Console
 
-        from facerec.inspect import inspect_store, rich_tables
+        from facerec.store_summary import inspect_store, rich_tables
 
         summary = inspect_store(store)
         if as_json:

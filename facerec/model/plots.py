@@ -85,11 +85,13 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]
 
 
 def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, metric_name: str,
-                  errors: Mapping[str, Mapping[str, float | None]] | None = None) -> Path:
+                  errors: Mapping[str, Mapping[str, float | None]] | None = None,
+                  binned_by: str = "the pair's larger |yaw|") -> Path:
     """Grouped bars: one group per yaw bin, one bar per label. A None value (too few pairs) is left empty.
 
     table: label -> {bin name -> value}; bins keep the order of the first label's mapping.
     errors: optional label -> {bin name -> half-length of an error bar} (e.g. the std over seeds).
+    binned_by: what the bins measure, for the title (pairs for verification, faces for landmarks).
     """
     if not table:
         raise ConfigError(f"no yaw-bin values to plot for {path}")
@@ -120,5 +122,5 @@ def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, m
     ax.grid(alpha=0.3, axis="y")
     if len(labels) > 1:
         ax.legend(fontsize=8)
-    ax.set_title(f"{metric_name} by the pair's larger |yaw| (degrees)")
+    ax.set_title(f"{metric_name} by {binned_by} (degrees)")
     return _save(fig, path)

@@ -265,7 +265,8 @@ def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, n
         metrics = run.read_metrics()
         if metrics:
             plot_training_curves(metrics, run.plot_path("training_curves"))
-        plot_yaw_bins(yaw_bin_table(result.summary), run.plot_path("nme_by_yaw"), "NME (held-out identities)")
+        plot_yaw_bins(yaw_bin_table(result.summary), run.plot_path("nme_by_yaw"), "NME (held-out identities)",
+                      binned_by="the face's |yaw|")
         if num_examples:
             plot_examples(result.examples, run.plot_path("large_yaw_examples"))
     nme = result.summary["nme"]

@@ -1,7 +1,7 @@
 """Build a run's report: ``report.html`` (self-contained) and ``report.md`` (links PNG files).
 
 Sources, nothing recomputed that another part already wrote:
-- the store: counts and rejects by reason per stage (``facerec.inspect``), head pose of the extractor's
+- the store: counts and rejects by reason per stage (``facerec.store_summary``), head pose of the extractor's
   landmarks, a grid of aligned crops with their heatmaps read from the Zarr arrays;
 - the recogniser's run folder: config.json, metrics.jsonl, evaluation JSON, and the PNG plots the
   training and evaluation code wrote under ``plots/`` (training curves, ROC, yaw bins), linked as is;
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import StoreError
-from facerec.inspect import StoreSummary, format_bytes, inspect_store, read_columns, rejected_text, stage_label
+from facerec.store_summary import StoreSummary, format_bytes, inspect_store, read_columns, rejected_text, stage_label
 from facerec.report import figures
 from facerec.report.document import (
     Document, Figure, Paragraph, Row, Section, Swatches, Table, render_html, render_markdown,
