@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.model.lfw import (build_lfw_store, embed_store_images, lfw_images_dir, pair_images, read_pairs,
-                               run_lfw_report, subset_pairs)
+                               run_lfw_report, score_lfw_pairs, subset_pairs)
 
 log = logging.getLogger("ablation")
 
@@ -106,7 +106,55 @@ def markdown_table(result: dict) -> str:
         row = ([arm, cell(s["accuracy"], pct=True) + "%", cell(s["auc"])] + [cell(s["yaw_auc"][b]) for b in bins]
                + [trained])
         lines.append("| " + " | ".join(row) + " |")
+    deltas = result.get("auc_delta_vs_rgb") or {}
+    if deltas:
+        names = ["all"] + bins
+        lines += ["", "| AUC minus the rgb arm's (95% paired bootstrap over pairs) | "
+                  + " | ".join(n if n == "all" else f"\\|yaw\\| {n}" for n in names) + " |",
+                  "|" + "---|" * (len(names) + 1)]
+        for arm, by_bin in deltas.items():
+            cells = [f"{e['delta']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]" if (e := by_bin.get(n)) else "n/a"
+                     for n in names]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def bootstrap_auc_delta(scores: dict[str, list[np.ndarray]], same: np.ndarray, bin_of: np.ndarray,
+                        baseline: str, *, draws: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap over test pairs of (mean AUC over seeds of an arm) - (the same for ``baseline``).
+
+    Every draw resamples the pairs once and scores every arm and seed on that same resample, so the
+    interval reflects the test set's size, not only the seeds. Returns arm -> bin -> {delta, low, high}
+    (a 95% percentile interval), bins "all" and each |yaw| bin.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from facerec.model.verification import YAW_BINS
+
+    def mean_auc(arm: str, idx: np.ndarray) -> float:
+        return float(np.mean([roc_auc_score(same[idx], s[idx]) for s in scores[arm]]))
+
+    rng = np.random.default_rng(seed)
+    groups = {"all": np.arange(len(same))}
+    groups.update({name: np.flatnonzero(bin_of == name) for name, _, _ in YAW_BINS})
+    out: dict = {}
+    for arm in scores:
+        if arm == baseline:
+            continue
+        out[arm] = {}
+        for name, members in groups.items():
+            if len(members) == 0 or len(np.unique(same[members])) < 2:
+                continue
+            delta = mean_auc(arm, members) - mean_auc(baseline, members)
+            samples = []
+            for _ in range(draws):
+                idx = rng.choice(members, size=len(members), replace=True)
+                if len(np.unique(same[idx])) == 2:
+                    samples.append(mean_auc(arm, idx) - mean_auc(baseline, idx))
+            low, high = np.percentile(samples, [2.5, 97.5])
+            out[arm][name] = {"delta": round(delta, 4), "low": round(float(low), 4), "high": round(float(high), 4),
+                              "pairs": int(len(members))}
+    return out
 
 
 def summarise(values: list[float | None]) -> dict:
@@ -140,6 +188,7 @@ def run(args: argparse.Namespace) -> dict:
     store_seconds = time.perf_counter() - t0
     device = resolve_device(args.device)
     per_run: dict = {}
+    scores: dict[str, list[np.ndarray]] = {}
     for arm in ARMS:
         for seed in args.seeds:
             t1 = time.perf_counter()
@@ -147,6 +196,7 @@ def run(args: argparse.Namespace) -> dict:
             model, state = load_recognizer(RunFolder(out, resume=True), "last.pt", device)
             vectors, _ = embed_store_images(model, cfg, test_fset, test_rows, test_rel, device)
             report, _ = run_lfw_report(test_pairs, vectors, test_fset, test_rows)
+            scores.setdefault(arm, []).append(score_lfw_pairs(test_pairs, vectors, "cosine"))
             per_run.setdefault(arm, {})[str(seed)] = {
                 "accuracy": report["ten_fold"]["mean"], "accuracy_std_over_folds": report["ten_fold"]["std"],
                 "auc": report["verification"]["auc"], "steps": state["loop"]["step"],
@@ -166,6 +216,13 @@ def run(args: argparse.Namespace) -> dict:
         }
         for arm, runs in per_run.items()
     }
+    from facerec.model.verification import yaw_bin_of
+
+    yaw = test_fset.pose[:, 0]
+    bin_of = yaw_bin_of(np.array([yaw[test_rows[p.path_a]] for p in test_pairs]),
+                        np.array([yaw[test_rows[p.path_b]] for p in test_pairs]))
+    same = np.array([p.same for p in test_pairs])
+    delta = bootstrap_auc_delta(scores, same, bin_of, baseline=next(iter(ARMS)), draws=args.bootstrap)
     return {
         "protocol": "train on LFW View 2 folds 1-5 people, test on folds 6-10 pairs; accuracy: threshold on 4 "
                     "of the 5 test folds, applied to the fifth, mean over the 5; embeddings mirrored, cosine",
@@ -175,6 +232,7 @@ def run(args: argparse.Namespace) -> dict:
                  "test_valid": int(np.sum([test_fset.valid[test_rows[r]] for r in test_rel])),
                  "store_build_seconds": round(store_seconds, 1)},
         "summary": summary,
+        "auc_delta_vs_rgb": delta,
         "runs": per_run,
     }
 
@@ -208,6 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-per-identity", type=int, default=6)
     p.add_argument("--pairs-per-fold", type=int, default=300, help="same and different pairs per test fold")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap draws for the AUC differences")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=RESULTS / "ablation.json")
     return p.parse_args(argv)
