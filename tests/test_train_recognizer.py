@@ -143,6 +143,31 @@ def test_resume_continues_at_the_same_step_with_identical_state(crops_store: str
         tr.main(_config(crops_store, tmp_path / "split", resume=True, lr=0.1))
 
 
+def test_checkpoint_every_n_steps_bounds_what_a_crash_loses(crops_store: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from facerec import faults
+
+    straight = tr.main(_config(crops_store, tmp_path / "straight"))
+    crash_at = straight.steps // 2 + 1                  # inside the second epoch, after a mid-epoch checkpoint
+
+    def crash(step: int) -> None:
+        if step == crash_at:
+            raise RuntimeError("simulated crash")       # no handler saves on this path, as with a killed process
+
+    monkeypatch.setattr(faults, "at_train_step", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        tr.main(_config(crops_store, tmp_path / "crash", checkpoint_every=1))
+    kept = _weights(tmp_path / "crash")
+    assert kept["loop"]["step"] == crash_at and kept["loop"]["batch_in_epoch"] == 1 and kept["loop"]["epoch"] == 1
+    monkeypatch.undo()
+    resumed = tr.main(_config(crops_store, tmp_path / "crash", resume=True, checkpoint_every=1))
+    assert resumed.steps == straight.steps
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "crash")
+    for key, value in a["model"].items():
+        assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-6), key
+    assert a["loop"] == b["loop"]
+
+
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(crops_store: str, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}

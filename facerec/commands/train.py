@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
         num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes.")] = 4,
         max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = None,
+        checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", min=1, help="Also checkpoint every N steps inside an epoch (a crash loses at most N steps; --resume continues).")] = None,
         seed: Seed = 0,
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
         data_root: Annotated[Optional[str], typer.Option(
@@ -74,6 +75,7 @@ def register(app: typer.Typer) -> None:
             warmup_epochs=warmup_epochs, grad_clip=grad_clip or None, amp=amp, channels_last=channels_last,
             augment=augment is TrueFalse.true, holdout_identity_frac=holdout_identity_frac,
             holdout_image_frac=holdout_image_frac, device=device, num_workers=num_workers, max_steps=max_steps,
+            checkpoint_every=checkpoint_every,
             seed=seed, resume=resume, data_root=data_root,
         )
         result = main(cfg)

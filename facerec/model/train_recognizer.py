@@ -9,8 +9,8 @@ Optimisation: AdamW, linear warm-up then cosine decay stepped per optimiser step
 precision (bf16 where supported, else fp16 with a GradScaler) and channels_last; gradient-norm clipping.
 
 The run folder (``facerec.model.runs.RunFolder``) gets the resolved config, metrics every
-``log_every`` steps and per epoch, ``checkpoints/last.pt`` after every epoch, when ``max_steps`` stops
-the run, and on Ctrl-C (mid-epoch: the sampler's order is replayed and the done batches skipped, so a
+``log_every`` steps and per epoch, ``checkpoints/last.pt`` after every epoch, every ``checkpoint_every``
+steps when set (a crash then loses at most that many steps), when ``max_steps`` stops the run, and on Ctrl-C (mid-epoch: the sampler's order is replayed and the done batches skipped, so a
 resumed run continues at the same step with the same data), ``best.pt`` at the best validation
 accuracy, training curves, and after training the verification evaluation (``evaluate.evaluate_run``).
 A NaN or infinite loss stops training with a ``TrainingError``; the last checkpoint is left untouched.
@@ -46,7 +46,7 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 SWITCH_CHOICES = ("auto", "on", "off")
 # Fields that may differ when a run is resumed; every other one must match the saved config.
 RESUME_MAY_DIFFER = ("store", "data_root", "out", "resume", "device", "num_workers", "max_steps", "log_every",
-                     "evaluate_after", "eval_pairs")
+                     "checkpoint_every", "evaluate_after", "eval_pairs")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class TrainConfig:
     num_workers: int = 4
     max_steps: int | None = None        # stop early after this many optimiser steps (tests, benchmarks)
     log_every: int = 20
+    checkpoint_every: int | None = None  # also write last.pt every N steps inside an epoch (preemptible machines)
     evaluate_after: bool = True         # verification on the test identities once training ends
     eval_pairs: int = 3000
     resume: bool = False
@@ -107,6 +108,8 @@ class TrainConfig:
         if not self.lr > 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ConfigError(f"train config: need lr > 0, weight_decay >= 0, warmup_epochs >= 0; found "
                               f"{self.lr}, {self.weight_decay}, {self.warmup_epochs}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"train config: checkpoint_every must be >= 1 or None, found {self.checkpoint_every}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"train config: max_steps must be >= 1 or None, found {self.max_steps}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -330,8 +333,10 @@ def train_step(model: Recognizer, optimizer, scheduler, scaler, images: torch.Te
 
 def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, device: torch.device, *,
                     state: LoopState, cfg: TrainConfig, run: RunFolder | None, amp_dtype: torch.dtype | None,
-                    channels_last: bool, total_batches: int, forward: Callable | None = None) -> dict[str, float]:
-    """One pass over ``loader``; advances ``state`` after every step. Stops early at ``cfg.max_steps``."""
+                    channels_last: bool, total_batches: int, forward: Callable | None = None,
+                    after_step: Callable[[], None] | None = None) -> dict[str, float]:
+    """One pass over ``loader``; advances ``state`` after every step, then calls ``after_step`` (mid-epoch
+    checkpoints). Stops early at ``cfg.max_steps``."""
     from facerec import distributed, faults
 
     model.train()
@@ -359,6 +364,8 @@ def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, dev
             state.step += 1
             state.batch_in_epoch += 1
             meter.update(loss.item(), float(correct), labels.shape[0])
+            if after_step is not None:
+                after_step()
             if cfg.max_steps is not None and state.step >= cfg.max_steps:
                 break
     return meter.epoch_summary()
@@ -518,13 +525,19 @@ def _train(cfg: TrainConfig, info: "DistInfo", device: torch.device) -> TrainRes
         ckpt = checkpoint_state(model, optimizer, scheduler, scaler, state, cfg, spec, data.class_names)
         run.save_checkpoint({**ckpt, "world_size": info.world_size}, best=best)
 
+    def save_every_n_steps() -> None:
+        every = cfg.checkpoint_every
+        if every and state.step % every == 0 and state.batch_in_epoch < steps_per_epoch:   # epoch ends save anyway
+            save()
+
     epoch_metrics: dict = {}
     try:
         while state.epoch < cfg.epochs and not _budget_spent(cfg, state):
             data.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
             train_metrics = train_one_epoch(
                 model, optimizer, scheduler, scaler, data.train_loader, device, state=state, cfg=cfg, run=run,
-                amp_dtype=amp_dtype, channels_last=channels_last, total_batches=len(data.sampler), forward=forward)
+                amp_dtype=amp_dtype, channels_last=channels_last, total_batches=len(data.sampler), forward=forward,
+                after_step=save_every_n_steps)
             if state.batch_in_epoch < steps_per_epoch:      # stopped by max_steps inside the epoch
                 save()
                 break
