@@ -10,9 +10,10 @@ precision (bf16 where supported, else fp16 with a GradScaler) and channels_last;
 
 The run folder (``facerec.model.runs.RunFolder``) gets the resolved config, metrics every
 ``log_every`` steps and per epoch, ``checkpoints/last.pt`` after every epoch, every ``checkpoint_every``
-steps when set (a crash then loses at most that many steps), when ``max_steps`` stops the run, and on Ctrl-C (mid-epoch: the sampler's order is replayed and the done batches skipped, so a
-resumed run continues at the same step with the same data), ``best.pt`` at the best validation
-accuracy, training curves, and after training the verification evaluation (``evaluate.evaluate_run``).
+steps when set (a crash then loses at most that many steps), when ``max_steps`` stops the run, and on
+Ctrl-C (mid-epoch: the sampler's order is replayed and the done batches skipped, so a resumed run
+continues at the same step with the same data), ``best.pt`` at the best validation accuracy, training
+curves, and after training the verification evaluation (``evaluate.evaluate_run``).
 A NaN or infinite loss stops training with a ``TrainingError``; the last checkpoint is left untouched.
 """
 
