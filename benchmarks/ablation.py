@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.model.lfw import (build_lfw_store, embed_store_images, lfw_images_dir, pair_images, read_pairs,
-                               run_lfw_report, score_lfw_pairs, subset_pairs)
+from facerec.model.lfw import (build_lfw_store, embed_store_images, lfw_images_dir, pair_images, pair_yaws,
+                               read_pairs, run_lfw_report, score_lfw_pairs, subset_pairs)
 
 log = logging.getLogger("ablation")
 
@@ -218,9 +218,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     from facerec.model.verification import yaw_bin_of
 
-    yaw = test_fset.pose[:, 0]
-    bin_of = yaw_bin_of(np.array([yaw[test_rows[p.path_a]] for p in test_pairs]),
-                        np.array([yaw[test_rows[p.path_b]] for p in test_pairs]))
+    bin_of = yaw_bin_of(*pair_yaws(test_pairs, test_fset, test_rows))
     same = np.array([p.same for p in test_pairs])
     delta = bootstrap_auc_delta(scores, same, bin_of, baseline=next(iter(ARMS)), draws=args.bootstrap)
     return {

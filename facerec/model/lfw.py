@@ -313,7 +313,8 @@ def build_lfw_store(images_dir: Path, relpaths: Sequence[str], work: Path, *, ex
     digest = hashlib.sha1("\n".join(sorted(relpaths)).encode()).hexdigest()[:10]
     name = f"{extractor}-{img_size}-{len(relpaths)}img-{digest}"
     store = work / f"store-{name}"
-    if not StoreLayout.at(str(store)).is_finished(StoreLayout.at(str(store)).features_index(extractor, img_size)):
+    layout = StoreLayout.at(str(store))
+    if not layout.is_finished(layout.features_index(extractor, img_size)):
         folder = _symlink_folder(images_dir, relpaths, work / f"images-{name}")
         build_store(str(folder), str(store), extractor=extractor, img_size=img_size)
     fset = open_feature_set(str(store), extractor, img_size)
@@ -344,12 +345,15 @@ def run_lfw_report(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], fse
 
     scores = score_lfw_pairs(pairs, vectors, "cosine")
     report, roc = lfw_report(pairs, scores)
-    yaw = fset.pose[:, 0]
-    yaw_a = np.array([yaw[row_of[p.path_a]] for p in pairs])
-    yaw_b = np.array([yaw[row_of[p.path_b]] for p in pairs])
     same = np.array([p.same for p in pairs])
-    report["yaw_bins"] = yaw_binned_metrics(scores, same, yaw_a, yaw_b)
+    report["yaw_bins"] = yaw_binned_metrics(scores, same, *pair_yaws(pairs, fset, row_of))
     return report, roc
+
+
+def pair_yaws(pairs: Sequence[LFWPair], fset, row_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The store's yaw of each pair's two images (degrees; NaN where no face was found)."""
+    yaw = fset.pose[:, 0]
+    return (np.array([yaw[row_of[p.path_a]] for p in pairs]), np.array([yaw[row_of[p.path_b]] for p in pairs]))
 
 
 def eval_lfw_run(lfw_dir: Path | str, run_dir: Path | str, *, out: Path | str | None = None,
