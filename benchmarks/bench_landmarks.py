@@ -90,7 +90,7 @@ def samples_store(lfw: Path, work: Path, num_images: int | None, shard_size: int
 # ------------------------------------------------------------------------------------------- (b) pool
 def _pool_row(args: tuple[str, dict[str, Any]]) -> str:
     from facerec.pipeline.extractors.base import get_extractor
-    from facerec.pipeline.landmark_sets import landmark_set
+    from facerec.geometry.landmark_sets import landmark_set
 
     name, sample = args
     return extract_landmarks_row(get_extractor(name), landmark_set(name), sample)["status"]

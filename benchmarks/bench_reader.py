@@ -208,12 +208,12 @@ class OnTheFlyDataset:
     def __getitem__(self, i: int):
         import torch
 
-        from facerec.pipeline.alignment import align_face, center_crop
+        from facerec.geometry.alignment import align_face, center_crop
         from facerec.pipeline.decode import decode_rgb
         from facerec.pipeline.extractors.base import get_extractor
-        from facerec.pipeline.face_mask import face_mask
-        from facerec.pipeline.heatmaps import group_heatmaps, quantize
-        from facerec.pipeline.landmark_sets import landmark_set
+        from facerec.geometry.face_mask import face_mask
+        from facerec.geometry.heatmaps import group_heatmaps, quantize
+        from facerec.geometry.landmark_sets import landmark_set
 
         rgb = decode_rgb(Path(self.paths[i]).read_bytes())
         found = get_extractor(EXTRACTOR).extract(rgb)
@@ -319,7 +319,7 @@ def bench_heatmap_source(zarr_path: Path, batch_size: int, rounds: int) -> dict:
     """Heatmap channels per batch on CPU: read from the store vs rendered at read time from stored landmarks.
 
     Both include their reads: the stored path decodes the heatmap chunks, the rendered path decodes
-    the landmark chunks (478 points) and renders with facerec.pipeline.heatmaps.
+    the landmark chunks (478 points) and renders with facerec.geometry.heatmaps.
     """
     from facerec.schemas.zarr_layout import LANDMARKS
     from facerec.store.dataset import FaceStoreDataset

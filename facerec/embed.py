@@ -102,7 +102,7 @@ def _feature_rows(paths: list[Path], layout) -> Iterator[tuple[int, dict, str, s
     """(i, landmarks row, status, error, arrays) per image: the landmarks and features stages' row code."""
     from facerec.pipeline.extractors.base import get_extractor
     from facerec.pipeline.feature_stage import _row_features
-    from facerec.pipeline.landmark_sets import landmark_set
+    from facerec.geometry.landmark_sets import landmark_set
     from facerec.pipeline.landmark_stage import extract_landmarks_row
 
     extractor = get_extractor(layout.extractor)

@@ -51,7 +51,7 @@ class StageInfo:
 
 @dataclass
 class PoseSummary:
-    """Head pose of the detected faces of one landmark set (degrees, see facerec.pipeline.pose)."""
+    """Head pose of the detected faces of one landmark set (degrees, see facerec.geometry.pose)."""
 
     extractor: str
     faces: int                                      # rows with a finite yaw

@@ -3,7 +3,7 @@
 Images are real LFW photos (centre 112x112 of the deep-funneled 250x250, which is roughly aligned);
 landmarks are placed at known positions: every point of a heatmap group scattered around the ArcFace
 template point (chin below the mouth), the other points spread over the face. Group heatmaps, stored
-through ``facerec.pipeline.heatmaps`` exactly as the features stage stores them, therefore peak at
+through ``facerec.geometry.heatmaps`` exactly as the features stage stores them, therefore peak at
 known group points, which is what the reader tests check. A few rows are marked invalid (no face)
 with zero image and heatmaps and NaN landmarks, and one row has unknown pose.
 """
@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from facerec.pipeline.alignment import template_for
-from facerec.pipeline.heatmaps import default_sigma, group_heatmaps, quantize
-from facerec.pipeline.landmark_sets import landmark_set
+from facerec.geometry.alignment import template_for
+from facerec.geometry.heatmaps import default_sigma, group_heatmaps, quantize
+from facerec.geometry.landmark_sets import landmark_set
 from facerec.schemas.tables import FEATURE_INDEX
 from facerec.schemas.zarr_layout import FeatureLayout
 from facerec.store.feature_arrays import create_feature_group

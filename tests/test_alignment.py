@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerec.pipeline.alignment import (
+from facerec.geometry.alignment import (
     ARCFACE_TEMPLATE_112,
     AlignmentError,
     align_face,
@@ -14,7 +14,7 @@ from facerec.pipeline.alignment import (
     template_for,
     transform_points,
 )
-from facerec.pipeline.landmark_sets import DLIB_68, MEDIAPIPE_478
+from facerec.geometry.landmark_sets import DLIB_68, MEDIAPIPE_478
 
 
 def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
@@ -118,7 +118,7 @@ def test_bad_landmarks_are_refused():
 def test_real_frontal_lfw_faces_align_onto_the_template(lfw_dir):
     """MediaPipe on real LFW faces: eye centres near the template, and the crop re-detects in place."""
     from facerec.pipeline.extractors.base import get_extractor
-    from facerec.pipeline.pose import estimate_head_pose
+    from facerec.geometry.pose import estimate_head_pose
     from lfw_spread import landmarks, load_rgb, spread_paths
 
     extractor = get_extractor("mediapipe")

@@ -27,7 +27,7 @@ from facerec.model.autoencoder_data import (
     normalise_shapes,
 )
 from facerec.model.nme import inter_ocular_distance, nme_per_sample, summarise_by_yaw, yaw_bin_names
-from facerec.pipeline.landmark_sets import DLIB_68, MEDIAPIPE_478, flip_permutation, landmark_set
+from facerec.geometry.landmark_sets import DLIB_68, MEDIAPIPE_478, flip_permutation, landmark_set
 from facerec.schemas.tables import FEATURE_INDEX, IDENTITIES
 from facerec.schemas.zarr_layout import LANDMARKS, VALID, FeatureLayout
 from facerec.store.feature_arrays import create_feature_group

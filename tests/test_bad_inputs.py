@@ -18,7 +18,7 @@ from PIL import Image
 from facerec.pipeline.decode import CORRUPT, EMPTY, TOO_SMALL, TRUNCATED
 from facerec.pipeline.extractors.base import get_extractor
 from facerec.pipeline.ingest import IngestConfig, run_ingest
-from facerec.pipeline.landmark_sets import landmark_set
+from facerec.geometry.landmark_sets import landmark_set
 from facerec.pipeline.landmark_stage import EXTRACTOR_ERROR, NO_FACE, LandmarksConfig, extract_landmarks_row, run_landmarks
 
 from conftest import lfw_identities

@@ -11,7 +11,7 @@ import pytest
 
 from facerec.errors import ConfigError, FacerecError, StageNotReadyError, StoreError
 from facerec.pipeline.canonical import CanonicalConfig, aggregate_canonical, read_identities, run_canonical
-from facerec.pipeline.landmark_sets import MEDIAPIPE_478
+from facerec.geometry.landmark_sets import MEDIAPIPE_478
 from facerec.schemas import zarr_layout as zl
 
 from test_feature_stage import K, build_lfw_store

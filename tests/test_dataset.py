@@ -12,8 +12,8 @@ import torch
 import zarr
 
 from facerec.errors import ConfigError, SchemaMismatchError, StageNotReadyError
-from facerec.pipeline.heatmaps import render_heatmaps
-from facerec.pipeline.landmark_sets import landmark_set
+from facerec.geometry.heatmaps import render_heatmaps
+from facerec.geometry.landmark_sets import landmark_set
 from facerec.schemas.tables import META_VERSION
 from facerec.schemas.zarr_layout import ATTR_LAYOUT_VERSION
 from facerec.store.dataset import FaceStoreDataset, normalize_batch

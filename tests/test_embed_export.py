@@ -96,7 +96,7 @@ def _expected_embedding(image: Path, run: Path, store: Path) -> np.ndarray:
     from facerec.model.runs import RunFolder
     from facerec.pipeline.extractors.base import get_extractor
     from facerec.pipeline.feature_stage import _row_features
-    from facerec.pipeline.landmark_sets import landmark_set
+    from facerec.geometry.landmark_sets import landmark_set
     from facerec.pipeline.landmark_stage import extract_landmarks_row
     from facerec.store.open_store import FeatureSet
     from facerec.store.transforms import GROUPS, ChannelLayout

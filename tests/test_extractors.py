@@ -11,7 +11,7 @@ from lfw_spread import landmarks, load_rgb, spread_paths
 
 from facerec.errors import ConfigError, FacerecError
 from facerec.pipeline.extractors.base import EXTRACTORS, create_extractor, get_extractor, pick_primary_face
-from facerec.pipeline.landmark_sets import TEMPLATE_68, landmark_set
+from facerec.geometry.landmark_sets import TEMPLATE_68, landmark_set
 
 REAL = ("mediapipe", "dlib")
 NUM_IMAGES = 200

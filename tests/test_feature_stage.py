@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 from facerec.errors import ConfigError, SchemaMismatchError, StageNotReadyError, StoreError
-from facerec.pipeline.alignment import center_crop, template_for
+from facerec.geometry.alignment import center_crop, template_for
 from facerec.pipeline.decode import decode_rgb
-from facerec.pipeline.face_mask import face_mask
+from facerec.geometry.face_mask import face_mask
 from facerec.pipeline.feature_stage import FeaturesConfig, ShardJob, _row_features, compute_shard, run_features
-from facerec.pipeline.heatmaps import dequantize, subpixel_peak
-from facerec.pipeline.landmark_sets import DLIB_68, MEDIAPIPE_478
+from facerec.geometry.heatmaps import dequantize, subpixel_peak
+from facerec.geometry.landmark_sets import DLIB_68, MEDIAPIPE_478
 from facerec.schemas import FEATURE_INDEX, check_table_schema
 from facerec.schemas import zarr_layout as zl
 from facerec.store.layout import StoreLayout

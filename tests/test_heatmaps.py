@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facerec.errors import ConfigError
-from facerec.pipeline.heatmaps import (
+from facerec.geometry.heatmaps import (
     TRUNCATE,
     default_sigma,
     dequantize,
@@ -16,7 +16,7 @@ from facerec.pipeline.heatmaps import (
     render_heatmaps,
     subpixel_peak,
 )
-from facerec.pipeline.landmark_sets import DLIB_68, MEDIAPIPE_478
+from facerec.geometry.landmark_sets import DLIB_68, MEDIAPIPE_478
 
 
 def _direct(points: np.ndarray, size: int, sigma: float) -> np.ndarray:

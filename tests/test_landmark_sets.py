@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from lfw_spread import landmarks, load_rgb, mirror_points, spread_paths
 
-import facerec.pipeline.landmark_sets as ls
+import facerec.geometry.landmark_sets as ls
 from facerec.errors import ConfigError
-from facerec.pipeline.landmark_sets import (
+from facerec.geometry.landmark_sets import (
     HEATMAP_GROUP_FLIP,
     LANDMARK_SETS,
     MEDIAPIPE_478,

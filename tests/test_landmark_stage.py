@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import local_spark
 
 from facerec.pipeline.ingest import IngestConfig, run_ingest
-from facerec.pipeline.landmark_sets import landmark_set
+from facerec.geometry.landmark_sets import landmark_set
 from facerec.pipeline.landmark_stage import LandmarksConfig, finished_shards, run_landmarks
 from facerec.store.layout import StoreLayout
 

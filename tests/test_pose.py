@@ -10,8 +10,8 @@ import pytest
 from lfw_spread import landmarks, load_rgb, spread_paths
 
 from facerec.errors import FacerecError
-from facerec.pipeline.landmark_sets import DLIB_68, MEDIAPIPE_478, flip_permutation, landmark_set
-from facerec.pipeline.pose import FACE_MODEL_3D, camera_matrix, estimate_head_pose, rotation_from_euler
+from facerec.geometry.landmark_sets import DLIB_68, MEDIAPIPE_478, flip_permutation, landmark_set
+from facerec.geometry.pose import FACE_MODEL_3D, camera_matrix, estimate_head_pose, rotation_from_euler
 
 REAL = ("mediapipe", "dlib")
 NUM_IMAGES = 40          # the first 40 of the extractor tests' 200-image spread

@@ -27,9 +27,9 @@ DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 def _lfw_crops(lfw_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n real LFW faces centre-cropped to IMG, and 6 heatmaps at the ArcFace template points + chin."""
-    from facerec.pipeline.alignment import center_crop, template_for
+    from facerec.geometry.alignment import center_crop, template_for
     from facerec.pipeline.decode import decode_rgb
-    from facerec.pipeline.heatmaps import quantize, render_heatmaps
+    from facerec.geometry.heatmaps import quantize, render_heatmaps
 
     files = sorted((lfw_dir / "lfw-deepfunneled").glob("A*/*_0001.jpg"))[:n]
     crops = np.stack([center_crop(decode_rgb(f.read_bytes())[60:190, 60:190], IMG) for f in files])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from facerec.errors import ConfigError
-from facerec.pipeline.landmark_sets import HEATMAP_GROUP_FLIP, flip_permutation, landmark_set
+from facerec.geometry.landmark_sets import HEATMAP_GROUP_FLIP, flip_permutation, landmark_set
 from facerec.store.dataset import FaceStoreDataset
 from facerec.store.transforms import Compose, RandomHorizontalFlip, RandomResizedCropSmall
 

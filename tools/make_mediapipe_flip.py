@@ -1,4 +1,4 @@
-"""Measure the MediaPipe-478 horizontal-flip permutation and write facerec/pipeline/data/mediapipe_flip.json.
+"""Measure the MediaPipe-478 horizontal-flip permutation and write facerec/geometry/data/mediapipe_flip.json.
 
 The mediapipe wheel ships no canonical mesh to read left/right pairs from, so we measure them: run the
 Face Mesh on near-frontal LFW faces and on their horizontal mirrors, mirror the second set of points
@@ -9,7 +9,7 @@ involution (a flip applied twice is the identity).
 
     .venv/bin/python tools/make_mediapipe_flip.py --lfw ../shared/data/lfw --images 40
 
-The result is checked before it is written: the eye groups of facerec.pipeline.landmark_sets map onto
+The result is checked before it is written: the eye groups of facerec.geometry.landmark_sets map onto
 each other, the nose tip (1) and chin (152) onto themselves, 61<->291, 33<->263, 468<->473, and the
 mesh's own tessellation (from mediapipe's face_mesh_connections) maps onto itself.
 """
@@ -30,11 +30,11 @@ sys.path.insert(0, str(REPO))
 
 from facerec.errors import FacerecError  # noqa: E402
 from facerec.pipeline.extractors.mediapipe_mesh import MediaPipeExtractor  # noqa: E402
-from facerec.pipeline.landmark_sets import HEATMAP_GROUP_FLIP, MEDIAPIPE_478  # noqa: E402
-from facerec.pipeline.pose import estimate_head_pose  # noqa: E402
+from facerec.geometry.landmark_sets import HEATMAP_GROUP_FLIP, MEDIAPIPE_478  # noqa: E402
+from facerec.geometry.pose import estimate_head_pose  # noqa: E402
 
 log = logging.getLogger("make_mediapipe_flip")
-OUT = REPO / "facerec" / "pipeline" / "data" / "mediapipe_flip.json"
+OUT = REPO / "facerec" / "geometry" / "data" / "mediapipe_flip.json"
 MIN_EDGE_AGREEMENT = 0.99
 MAX_ABS_YAW = 10.0    # degrees: near-frontal faces only, where the mirror is a plausible face too
 

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError
-from facerec.pipeline.landmark_sets import LandmarkSet, landmark_set
+from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
 from facerec.schemas.tables import FEATURE_INDEX, check_table_schema
 from facerec.schemas.zarr_layout import LANDMARKS
 from facerec.store.layout import StoreLayout

@@ -20,7 +20,7 @@ import numpy as np
 
 from facerec.errors import StoreError
 from facerec.model.nme import nme_per_sample, summarise_by_yaw, yaw_bin_names
-from facerec.pipeline.landmark_sets import LandmarkSet
+from facerec.geometry.landmark_sets import LandmarkSet
 
 if TYPE_CHECKING:
     import torch

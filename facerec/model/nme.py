@@ -2,7 +2,7 @@
 
 NME of one face = mean over its P points of the Euclidean distance between prediction and target,
 divided by the target's inter-ocular distance: the distance between the centres of the two eye groups
-of ``facerec.pipeline.landmark_sets`` (the mean of each eye's indices; for dlib-68 points 36-41 and
+of ``facerec.geometry.landmark_sets`` (the mean of each eye's indices; for dlib-68 points 36-41 and
 42-47, for MediaPipe-478 the two 16-point eye contours). Normalising by the TARGET's eyes makes the
 figure independent of the frame both shapes are expressed in (pixels or normalised units) as long as
 prediction and target share it, and keeps a bad prediction from shrinking its own denominator.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.pipeline.landmark_sets import LandmarkSet
+from facerec.geometry.landmark_sets import LandmarkSet
 
 # |yaw| bins in degrees: [lo, hi). The last is open-ended.
 YAW_BINS: tuple[tuple[float, float], ...] = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0), (45.0, math.inf))

@@ -114,7 +114,7 @@ def train_one_epoch(model: "LandmarkAutoencoder", source: "InMemoryLandmarks | S
     from tqdm import tqdm
 
     from facerec.model.nme import nme_per_sample
-    from facerec.pipeline.landmark_sets import flip_permutation
+    from facerec.geometry.landmark_sets import flip_permutation
 
     model.train()
     perm = torch.as_tensor(np.array(flip_permutation(lset.name)), device=device)

@@ -1,1 +1,2 @@
-"""Offline batch stages: sources, extractors, pose, alignment, heatmaps, canonical shapes, Spark runner."""
+"""Offline batch stages: sources, ingest, extractors, landmarks, features, canonical shapes, Spark runner
+(the geometry they apply lives in ``facerec.geometry``)."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
-from facerec.pipeline.heatmaps import HEATMAP_DTYPES, default_sigma
+from facerec.geometry.heatmaps import HEATMAP_DTYPES, default_sigma
 from facerec.pipeline.report import ShardCounts, StageResult
 from facerec.schemas import tables
 from facerec.schemas.zarr_layout import FeatureLayout, default_chunk_rows
@@ -66,7 +66,7 @@ class FeaturesConfig:
         return default_sigma(self.img_size) if self.sigma is None else float(self.sigma)
 
     def validate(self) -> None:
-        from facerec.pipeline.landmark_sets import LANDMARK_SETS
+        from facerec.geometry.landmark_sets import LANDMARK_SETS
         from facerec.store.feature_arrays import COMPRESSORS
 
         if self.extractor not in LANDMARK_SETS:
@@ -136,10 +136,10 @@ def _join(samples: "pa.Table", landmarks: "pa.Table", where: str) -> tuple[list[
 
 def _row_features(sample: dict, lm: dict | None, lset, layout: FeatureLayout) -> tuple[str, dict[str, np.ndarray] | None]:
     """(status, arrays) of one sample; arrays None means all zero. Pure, no I/O."""
-    from facerec.pipeline.alignment import AlignmentError, align_face, center_crop
+    from facerec.geometry.alignment import AlignmentError, align_face, center_crop
     from facerec.pipeline.decode import ImageRejected, decode_rgb
-    from facerec.pipeline.face_mask import face_mask
-    from facerec.pipeline.heatmaps import group_heatmaps, quantize
+    from facerec.geometry.face_mask import face_mask
+    from facerec.geometry.heatmaps import group_heatmaps, quantize
     from facerec.pipeline.landmark_stage import NO_FACE
     from facerec.schemas import zarr_layout as zl
 
@@ -165,7 +165,7 @@ def _row_features(sample: dict, lm: dict | None, lset, layout: FeatureLayout) ->
 
 def compute_shard(job: ShardJob, shard: int) -> dict[str, Any]:
     """Compute, write and commit one shard; returns its ``ShardCounts`` summary plus timings."""
-    from facerec.pipeline.landmark_sets import landmark_set
+    from facerec.geometry.landmark_sets import landmark_set
     from facerec.pipeline.landmark_stage import read_samples_shard
     from facerec.schemas import zarr_layout as zl
     from facerec.store.feature_arrays import open_feature_group
@@ -252,7 +252,7 @@ def _index_counts(index_folder: Location, shards: list[int]) -> dict[str, Any]:
 
 def plan_layout(config: FeaturesConfig, store: StoreLayout) -> FeatureLayout:
     """The FeatureLayout this config asks for, from the finished samples and landmarks stages."""
-    from facerec.pipeline.landmark_sets import landmark_set
+    from facerec.geometry.landmark_sets import landmark_set
 
     lm_folder = store.landmarks(config.extractor)
     if not StoreLayout.is_finished(lm_folder):

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from facerec.errors import StageNotReadyError, StoreError
 from facerec.pipeline.decode import ImageRejected, decode_rgb
 from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
-from facerec.pipeline.landmark_sets import LandmarkSet, landmark_set
+from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
 from facerec.pipeline.report import ShardCounts, StageResult
 from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK, check_table_schema
 from facerec.store import fs
@@ -81,10 +81,10 @@ def extract_landmarks_row(extractor: LandmarkExtractor, lset: LandmarkSet, sampl
     """One samples row (dict with sample_id, shard, position, image, status, error) -> one landmarks row.
 
     Points are ``[x0, y0, x1, y1, ...]`` (2P floats) in source-image pixels, bbox ``[x0, y0, x1, y1]``,
-    yaw/pitch/roll in degrees (``facerec.pipeline.pose``). Never raises for a bad image or a failing
+    yaw/pitch/roll in degrees (``facerec.geometry.pose``). Never raises for a bad image or a failing
     extractor: the row's status says what happened.
     """
-    from facerec.pipeline.pose import estimate_head_pose
+    from facerec.geometry.pose import estimate_head_pose
 
     row = _empty_row(extractor, lset, sample)
     if sample["status"] != STATUS_OK:

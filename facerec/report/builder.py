@@ -146,8 +146,8 @@ def _pose_section(store: str, extractor: str, summary: StoreSummary, out: Path) 
 
 def _crops_section(fset: "FeatureSet", out: Path, num_crops: int) -> Section:
     """A grid of aligned crops, one per identity where possible, with their grouped heatmaps overlaid."""
-    from facerec.pipeline.heatmaps import dequantize
-    from facerec.pipeline.landmark_sets import HEATMAP_GROUP_NAMES
+    from facerec.geometry.heatmaps import dequantize
+    from facerec.geometry.landmark_sets import HEATMAP_GROUP_NAMES
     from facerec.schemas import zarr_layout as zl
 
     index = fset.index_table

@@ -55,7 +55,7 @@ LANDMARKS = _schema(
         pa.field("num_faces", pa.int32(), nullable=False),
         pa.field("score", pa.float32()),
         pa.field("bbox", pa.list_(pa.float32())),             # [x0, y0, x1, y1] source pixels
-        pa.field("yaw", pa.float32()),                        # degrees, see facerec.pipeline.pose
+        pa.field("yaw", pa.float32()),                        # degrees, see facerec.geometry.pose
         pa.field("pitch", pa.float32()),
         pa.field("roll", pa.float32()),
         pa.field("placeholder", pa.bool_(), nullable=False),  # True only for --extractor template

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.pipeline.heatmaps import group_heatmaps, quantize, render_heatmaps
-from facerec.pipeline.landmark_sets import landmark_set
+from facerec.geometry.heatmaps import group_heatmaps, quantize, render_heatmaps
+from facerec.geometry.landmark_sets import landmark_set
 from facerec.schemas.zarr_layout import HEATMAPS, IMAGE, LANDMARKS, MASK, NUM_HEATMAP_GROUPS
 from facerec.store.open_store import FeatureSet, open_feature_set
 from facerec.store.splits import SPLITS, ClassMap, SplitConfig, assign_splits, training_class_map

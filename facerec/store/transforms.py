@@ -3,7 +3,7 @@
 Transforms act on uint8 batches ``[B, C, S, S]`` (a single sample ``[C, S, S]`` is treated as B = 1)
 on any device, so they can run in DataLoader workers or on the GPU after the transfer. Landmarks, when
 given, are ``[B, K, 2]`` (x, y) crop pixels with pixel ``i`` centred on ``i`` (the convention of
-``facerec.pipeline.alignment`` and ``facerec.pipeline.heatmaps``) and are transformed the same way.
+``facerec.geometry.alignment`` and ``facerec.geometry.heatmaps``) and are transformed the same way.
 Randomness comes only from the ``generator`` argument (or torch's global RNG when it is None), one
 draw per sample, so a fixed seed replays the same augmentation.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.pipeline.landmark_sets import HEATMAP_GROUP_FLIP, flip_permutation
+from facerec.geometry.landmark_sets import HEATMAP_GROUP_FLIP, flip_permutation
 
 if TYPE_CHECKING:
     import torch

@@ -14,7 +14,7 @@ import numpy as np
 
 from facerec.pipeline.extractors._image import check_rgb
 from facerec.pipeline.extractors.base import FaceLandmarks
-from facerec.pipeline.landmark_sets import TEMPLATE_68
+from facerec.geometry.landmark_sets import TEMPLATE_68
 
 # Share of the shorter image side the template's box spans: the face of a loosely cropped photo.
 FACE_FRACTION = 0.5

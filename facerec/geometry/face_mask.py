@@ -1,6 +1,6 @@
 """The face mask channel: 1 inside the convex hull of the aligned landmarks, 0 elsewhere.
 
-Points are crop pixels with OpenCV's pixel-centre convention (see ``facerec.pipeline.alignment``); the
+Points are crop pixels with OpenCV's pixel-centre convention (see ``facerec.geometry.alignment``); the
 hull is filled with 4 fractional bits so sub-pixel landmarks are not rounded to whole pixels first.
 """
 

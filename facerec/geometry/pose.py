@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from facerec.errors import FacerecError
-from facerec.pipeline.landmark_sets import LandmarkSet
+from facerec.geometry.landmark_sets import LandmarkSet
 
 # The classic generic model, in lset.pose_points order: nose tip, chin, image-left eye outer corner,
 # image-right eye outer corner, image-left mouth corner, image-right mouth corner.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from facerec.errors import FacerecError
-from facerec.pipeline.landmark_sets import LandmarkSet
+from facerec.geometry.landmark_sets import LandmarkSet
 
 # (x, y) in a 112x112 crop: left eye, right eye, nose tip, left mouth corner, right mouth corner.
 ARCFACE_TEMPLATE_112 = np.array(

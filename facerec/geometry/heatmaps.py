@@ -1,6 +1,6 @@
 """Gaussian landmark heatmaps: rendered separably, grouped into 6 channels, quantized for storage.
 
-Pixel convention (the same as ``cv2.warpAffine`` and ``facerec.pipeline.alignment``): pixel ``i``
+Pixel convention (the same as ``cv2.warpAffine`` and ``facerec.geometry.alignment``): pixel ``i``
 covers ``[i - 0.5, i + 0.5]``, so a point at x = 10.0 peaks exactly on pixel column 10 and a point at
 x = 10.3 peaks on column 10 with the sub-pixel offset recoverable by ``subpixel_peak``.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.pipeline.landmark_sets import LandmarkSet
+from facerec.geometry.landmark_sets import LandmarkSet
 
 TRUNCATE = 4.0                    # profiles are zero beyond this many sigmas
 BASE_SIGMA_PX = 2.0               # sigma at a 112 px crop
