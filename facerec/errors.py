@@ -23,6 +23,19 @@ class StoreError(FacerecError):
     """A store is missing a stage's output, is half written, or cannot be written."""
 
 
+class DamagedStoreError(StoreError):
+    """Stored bytes differ from what the stage recorded writing (missing, truncated, corrupt).
+
+    ``where`` names the damaged thing (stage folder, shard, array, chunk, rows); ``repair`` is the
+    command that recomputes it.
+    """
+
+    def __init__(self, message: str, *, where: dict | None = None, repair: str | None = None) -> None:
+        super().__init__(message)
+        self.where = dict(where or {})
+        self.repair = repair
+
+
 class StageNotReadyError(StoreError):
     """A stage was asked to run before the stage it reads has finished."""
 

@@ -174,7 +174,8 @@ def run_canonical(config: CanonicalConfig, spark: "SparkSession | None" = None) 
 
     from facerec.pipeline.spark import spark_session
     from facerec.store.feature_arrays import open_feature_group
-    from facerec.store.fs import write_json_atomic, write_parquet_atomic
+    from facerec.store.fs import write_json_atomic
+    from facerec.store.integrity import finished_stage_fields, write_recorded_parquet
 
     t0 = time.perf_counter()
     if config.k < 1:
@@ -213,12 +214,13 @@ def run_canonical(config: CanonicalConfig, spark: "SparkSession | None" = None) 
     if result.rows_in - result.ok:
         result.rejected = {NO_VALID: result.rows_in - result.ok}
     result.check_balanced()
-    write_parquet_atomic(table, out.child(PART_FILE))
+    write_recorded_parquet(table, out.child(PART_FILE))
     result.seconds = time.perf_counter() - t0
     result.extra = {"k": config.k, "rule": "mean aligned landmarks of the k valid samples with least |yaw|+|pitch|+|roll|"}
     manifest = {
         "stage": STAGE, "layout_version": layout.layout_version, "config": dataclasses.asdict(config),
         "layout": dataclasses.asdict(layout), "counts": result.to_dict(), "seconds": round(result.seconds, 3),
+        **finished_stage_fields(out, [PART_FILE], STAGE, config.extractor),
     }
     write_json_atomic(manifest, StoreLayout.manifest(out))
     log.info("canonical %s: %d identities, %d with a canonical shape", layout.name, result.rows_in, result.ok)

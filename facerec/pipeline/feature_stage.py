@@ -169,7 +169,7 @@ def compute_shard(job: ShardJob, shard: int) -> dict[str, Any]:
     from facerec.pipeline.landmark_stage import read_samples_shard
     from facerec.schemas import zarr_layout as zl
     from facerec.store.feature_arrays import open_feature_group
-    from facerec.store.fs import write_parquet_atomic
+    from facerec.store.integrity import chunk_records, write_recorded_parquet
 
     t0 = time.perf_counter()
     layout, store = job.layout, StoreLayout.at(job.store)
@@ -211,7 +211,8 @@ def compute_shard(job: ShardJob, shard: int) -> dict[str, Any]:
     group[zl.VALID][start : start + n] = valid
 
     index = _index_table(rows, joined, statuses, valid, start)
-    write_parquet_atomic(index, store.features_index(layout.extractor, size).child(shard_file(shard)))
+    chunks = chunk_records(store.features_zarr(layout.extractor, size), group, zl.ARRAY_NAMES, start, start + n)
+    write_recorded_parquet(index, store.features_index(layout.extractor, size).child(shard_file(shard)), arrays=chunks)
     summary = counts.to_dict()
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     log.info("features shard %d: %d rows, %d ok in %.1f s", shard, n, counts.ok, summary["seconds"])
@@ -299,6 +300,7 @@ def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) ->
     from facerec.pipeline.landmark_stage import finished_shards
     from facerec.pipeline.spark import run_shards, spark_session
     from facerec.store.fs import remove_tmp_debris, write_json_atomic
+    from facerec.store.integrity import finished_stage_fields
 
     t0 = time.perf_counter()
     config.validate()
@@ -337,6 +339,7 @@ def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) ->
         "stage": STAGE, "layout_version": layout.layout_version, "config": dataclasses.asdict(config),
         "layout": dataclasses.asdict(layout), "counts": result.to_dict(), "seconds": round(result.seconds, 3),
         "timings": {"total_s": round(result.seconds, 3), "shard_s": shard_seconds},
+        **finished_stage_fields(index, [shard_file(s) for s in shards], STAGE, layout.extractor),
     }
     write_json_atomic(manifest, StoreLayout.manifest(index))
     return result

@@ -44,6 +44,7 @@ from facerec.pipeline.sources import OpenedSource, SourceRecord, open_source, so
 from facerec.schemas import LAYOUT_VERSION, SAMPLES, STATUS_OK
 from facerec.store import fs
 from facerec.store.fs import Location
+from facerec.store.integrity import finished_stage_fields, write_recorded_parquet
 from facerec.store.layout import StoreLayout, shard_file
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ def _write_shard(rows: list[dict[str, Any]], shard: int, labels: dict[str, int],
     cols["split"] = [split] * len(rows)
     cols["shard"] = [shard] * len(rows)
     cols["position"] = list(range(len(rows)))
-    fs.write_parquet_atomic(pa.Table.from_pydict(cols, schema=SAMPLES), loc)
+    write_recorded_parquet(pa.Table.from_pydict(cols, schema=SAMPLES), loc)
 
 
 def _merge_into_shards(out: Location, staging: Location, marker: dict, config: IngestConfig,
@@ -323,6 +324,8 @@ def run_ingest(config: IngestConfig) -> StageResult:
         "stage": "ingest", "layout_version": LAYOUT_VERSION, "fingerprint": config.fingerprint(),
         "config": asdict(config), "source": source.info(), "counts": result.to_dict(),
         "shard_size": config.shard_size, "split": config.split, "seed": config.seed, **result.extra,
+        **finished_stage_fields(out, [shard_file(s) for s in range(shape["num_shards"])], "ingest",
+                                source_revision=source.info().get("revision")),
     }
     fs.write_json_atomic(manifest, StoreLayout.manifest(out))
     staging.fs.rm(staging.path, recursive=True)

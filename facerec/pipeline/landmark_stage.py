@@ -39,6 +39,7 @@ from facerec.pipeline.report import ShardCounts, StageResult
 from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK, check_table_schema
 from facerec.store import fs
 from facerec.store.fs import Location
+from facerec.store.integrity import finished_stage_fields, write_recorded_parquet
 from facerec.store.layout import StoreLayout, shard_file
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def landmark_shard(store: str, extractor_name: str, shard: int) -> dict[str, Any
         row = extract_landmarks_row(extractor, lset, sample)
         counts.add(row["status"])
         rows.append(row)
-    fs.write_parquet_atomic(pa.Table.from_pylist(rows, schema=LANDMARKS), layout.landmarks(extractor_name).child(shard_file(shard)))
+    write_recorded_parquet(pa.Table.from_pylist(rows, schema=LANDMARKS), layout.landmarks(extractor_name).child(shard_file(shard)))
     return {**counts.to_dict(), "ingest_rejected": _rejected_at_ingest(table)}
 
 
@@ -248,6 +249,7 @@ def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) 
     manifest = {"stage": "landmarks", "layout_version": LAYOUT_VERSION, "config": asdict(config),
                 "extractor": config.extractor, "num_points": landmark_set(config.extractor).num_points,
                 "num_rows": result.rows_in, "num_shards": num_shards, "samples_digest": samples_digest,
-                "counts": result.to_dict()}
+                "counts": result.to_dict(),
+                **finished_stage_fields(out, [shard_file(s) for s in range(num_shards)], "landmarks", config.extractor)}
     fs.write_json_atomic(manifest, StoreLayout.manifest(out))
     return result

@@ -62,13 +62,15 @@ class OpenedSource:
     read: Callable[[frozenset[str] | None], Iterator[SourceRecord]]
     columns: dict[str, str] = field(default_factory=dict)   # image/label column names used
     ignored: dict[str, int] = field(default_factory=dict)   # entries that are not rows, by kind
+    revision: str | None = None                 # a hub dataset's commit, when known (provenance)
 
     def records(self, allowed: frozenset[str] | None = None) -> Iterator[SourceRecord]:
         """Rows in arrival order; with ``allowed``, only rows of those identities (filtered early)."""
         return self.read(allowed)
 
     def info(self) -> dict[str, Any]:
-        return {"kind": self.kind, "description": self.description, "columns": self.columns, "ignored": self.ignored}
+        info = {"kind": self.kind, "description": self.description, "columns": self.columns, "ignored": self.ignored}
+        return {**info, "revision": self.revision} if self.kind == "hub" else info
 
 
 def sort_identities(names: Any) -> list[str]:
@@ -215,7 +217,11 @@ def _open_hub(hub_id: str, split: str, image_column: str | None, label_column: s
         raise SourceError(f"cannot load the hub dataset {hub_id!r} split {split!r}: {exc}") from exc
     finally:
         datasets.config.HF_HUB_OFFLINE = saved
-    return _from_hf(ds, "hub", hub_id, split, image_column, label_column)
+    from facerec.pipeline.source_revision import hub_revision
+
+    opened = _from_hf(ds, "hub", hub_id, split, image_column, label_column)
+    opened.revision = hub_revision(hub_id, ds)
+    return opened
 
 
 # ---------------------------------------------------------------------------------------- HF rows

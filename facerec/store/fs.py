@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 import pyarrow as pa
@@ -66,18 +67,69 @@ def commit(tmp: Location, final: Location) -> None:
         raise StoreError(f"cannot commit {final}: {exc}") from exc
 
 
-def write_parquet_atomic(table: pa.Table, loc: Location, **kwargs: Any) -> None:
-    """Write one Parquet file under a temporary name, then rename it into place."""
+@dataclass(frozen=True)
+class FileDigest:
+    """What was written to a file: its size and the CRC32C of its bytes (``facerec.store.integrity``)."""
+
+    bytes: int
+    crc32c: int
+
+
+class _DigestWriter:
+    """A write-only file wrapper that checksums the bytes on their way to disk (no second read)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        import google_crc32c
+
+        self._fh = fh
+        self._crc = google_crc32c.Checksum()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)   # the C checksum takes read-only bytes; pyarrow hands over its buffers
+        self._crc.update(data)
+        self.size += len(data)
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def tell(self) -> int:
+        return self.size
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def digest(self) -> FileDigest:
+        return FileDigest(self.size, int.from_bytes(self._crc.digest(), "big"))
+
+
+def write_parquet_atomic(table: pa.Table, loc: Location, *, before_commit: Callable[[FileDigest], None] | None = None,
+                         **kwargs: Any) -> FileDigest:
+    """Write one Parquet file under a temporary name, then rename it into place; returns its digest.
+
+    ``before_commit(digest)`` runs after the bytes are on disk and before the rename (a stage records
+    what it wrote there, so a committed file always has its record).
+    """
     tmp = _tmp_name(loc)
     try:
         loc.fs.makedirs(loc.path.rpartition("/")[0], exist_ok=True)
         with loc.fs.open(tmp.path, "wb") as fh:
             faults.disk_full_while_writing(loc.path, fh)   # no-op unless a recovery test asks for ENOSPC here
-            pq.write_table(table, fh, **{"compression": "zstd", **kwargs})
+            writer = _DigestWriter(fh)
+            pq.write_table(table, writer, **{"compression": "zstd", **kwargs})
     except OSError as exc:
         _remove_quietly(tmp)
         raise StoreError(f"cannot write {loc}: {exc}") from exc
+    digest = writer.digest()
+    if before_commit is not None:
+        before_commit(digest)
     commit(tmp, loc)
+    return digest
 
 
 def write_json_atomic(obj: Any, loc: Location) -> None:

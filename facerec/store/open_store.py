@@ -24,12 +24,15 @@ from facerec.schemas.tables import FEATURE_INDEX, check_table_schema
 from facerec.schemas.zarr_layout import ARRAY_NAMES, VALID, FeatureLayout
 from facerec.store.feature_arrays import open_feature_group
 from facerec.store.fs import Location, resolve
+from facerec.store.integrity import manifest_integrity
 from facerec.store.layout import StoreLayout
+from facerec.store.table_check import read_recorded_table
 
 if TYPE_CHECKING:
     import pandas as pd
     import zarr
 
+    from facerec.store.chunk_check import ChunkExpectations
     from facerec.store.chunk_reader import ChunkReader
 
 log = logging.getLogger(__name__)
@@ -78,24 +81,39 @@ def find_feature_group(store: str, extractor: str | None = None, img_size: int |
     return features.child(wanted[0])
 
 
+def store_root_of(zarr_loc: Location) -> str:
+    """The store root a ``STORE/features/<name>.zarr`` group belongs to (for repair commands)."""
+    url = zarr_loc.url.rstrip("/")
+    return url.rsplit("/features/", 1)[0] if "/features/" in url else url
+
+
 def read_index_table(index_loc: Location, num_threads: int = 8) -> pa.Table:
-    """Every shard of a feature index, schema-checked, concatenated and sorted by row."""
+    """Every shard of a feature index, schema-checked, concatenated and sorted by row.
+
+    With commit records in the manifest, every recorded shard must be there with its recorded bytes
+    (size and CRC32C) and row count; a missing or damaged shard raises ``DamagedStoreError``.
+    """
     if not StoreLayout.is_finished(index_loc):
         raise StageNotReadyError(
             f"{index_loc}: feature index has no {StoreLayout.manifest(index_loc).path.rpartition('/')[2]}; "
             "the features stage has not finished (run `facerec features`)"
         )
-    files = sorted(
-        p for p in index_loc.fs.ls(index_loc.path, detail=False)
-        if p.rstrip("/").rpartition("/")[2].startswith("shard-") and p.endswith(".parquet")
-    )
+    records = (manifest_integrity(StoreLayout.read_manifest(index_loc)) or {}).get("files")
+    if records:
+        files = [f"{index_loc.path}/{name}" for name in sorted(records)]
+    else:
+        files = sorted(
+            p for p in index_loc.fs.ls(index_loc.path, detail=False)
+            if p.rstrip("/").rpartition("/")[2].startswith("shard-") and p.endswith(".parquet")
+        )
     if not files:
         raise StoreError(f"{index_loc}: feature index holds no shard-*.parquet files")
 
     def read_one(path: str) -> pa.Table:
-        with index_loc.fs.open(path, "rb") as fh:
-            table = pq.read_table(fh)
-        check_table_schema(table.schema, FEATURE_INDEX, where=f"{index_loc.url}/{path.rpartition('/')[2]}")
+        name = path.rpartition("/")[2]
+        record = (records or {}).get(name, {}).get("file")
+        table = read_recorded_table(index_loc, name, record, store_root_of(index_loc))
+        check_table_schema(table.schema, FEATURE_INDEX, where=f"{index_loc.url}/{name}")
         return table.select(FEATURE_INDEX.names).cast(FEATURE_INDEX)
 
     with ThreadPoolExecutor(max_workers=min(num_threads, len(files))) as pool:
@@ -112,9 +130,11 @@ class FeatureSet:
     (yaw, pitch, roll in degrees, NaN when unknown), ``in_index`` bool.
     """
 
-    def __init__(self, zarr_loc: Location, layout: FeatureLayout, index: pa.Table) -> None:
+    def __init__(self, zarr_loc: Location, layout: FeatureLayout, index: pa.Table,
+                 integrity: dict[str, Any] | None = None) -> None:
         self.location = zarr_loc
         self.layout = layout
+        self.expected = chunk_expectations(zarr_loc, layout, integrity)
         self._index: pa.Table | None = index
         self._index_df: "pd.DataFrame | None" = None
         self._arrays: dict[str, Any] = {}
@@ -147,12 +167,17 @@ class FeatureSet:
         column is compared with the group's ``valid`` array.
         """
         zarr_loc = find_feature_group(store, extractor, img_size)
-        group, layout = open_feature_group(zarr_loc)
+        _, layout = open_feature_group(zarr_loc)
         index = read_index_table(index_location(zarr_loc))
-        fset = cls(zarr_loc, layout, index)
+        integrity = manifest_integrity(StoreLayout.read_manifest(index_location(zarr_loc)))
+        if integrity is None:
+            log.warning("%s: the features stage recorded no checksums (built before integrity records); "
+                        "damage cannot be detected while reading, rebuild with `facerec features --overwrite`", zarr_loc)
+        fset = cls(zarr_loc, layout, index, integrity)
         if check_valid:
-            stored = np.asarray(group[VALID][:], dtype=bool)
             rows = np.flatnonzero(fset.in_index)
+            stored = np.zeros(fset.num_rows, dtype=bool)
+            stored[rows] = fset.reader(VALID).read_rows(rows)
             bad = np.flatnonzero(stored[rows] != fset.valid[rows])
             if len(bad):
                 raise SchemaMismatchError(
@@ -204,7 +229,7 @@ class FeatureSet:
 
         array = self.array(name)
         if name not in self._readers or self._readers[name].array is not array:
-            self._readers[name] = ChunkReader(array)
+            self._readers[name] = ChunkReader(array, self.expected.get(name), self.location.child(name))
         return self._readers[name]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -221,6 +246,21 @@ class FeatureSet:
 
     def __repr__(self) -> str:
         return f"FeatureSet({self.location.url!r}, rows={self.num_rows}, classes={self.num_classes})"
+
+
+def chunk_expectations(zarr_loc: Location, layout: FeatureLayout,
+                       integrity: dict[str, Any] | None) -> dict[str, "ChunkExpectations"]:
+    """Per array, what its chunks must be (empty without commit records)."""
+    from facerec.store.chunk_check import ChunkExpectations
+
+    if not integrity:
+        return {}
+    out = {}
+    for name, (shape, chunks, _) in layout.shapes().items():
+        out[name] = ChunkExpectations.from_integrity(
+            integrity, name, num_chunks=-(-shape[0] // chunks[0]), chunk_rows=chunks[0], shard_size=layout.shard_size,
+            num_rows=layout.num_rows, where=str(zarr_loc), store_root=store_root_of(zarr_loc))
+    return out
 
 
 def open_feature_set(store: "str | FeatureSet", extractor: str | None = None, img_size: int | None = None) -> FeatureSet:
