@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "canonical",
     "build",
     "inspect_store",
+    "verify",
     "train",
     "evaluate",
     "eval_lfw",
