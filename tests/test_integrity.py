@@ -227,3 +227,22 @@ def test_the_cli_exits_non_zero_and_prints_the_repair(copy: Path) -> None:
     last = json.loads((copy / "_verify.json").read_text())
     assert last["ok"] is False and last["num_problems"] == 1 and last["deep"] is False
     assert os.path.exists(copy / "_verify.json")
+    inspected = CliRunner().invoke(app, ["inspect", "--store", str(copy), "--json"])
+    assert inspected.exit_code == 0, inspected.output
+    integrity = json.loads(inspected.output)["integrity"]
+    assert integrity["last_verification"]["num_problems"] == 1
+    assert integrity["stages"]["landmarks/mediapipe"]["versions"]["mediapipe"]
+    assert integrity["stages"][f"features/{FSET}"]["recorded"] is True
+    text = CliRunner().invoke(app, ["inspect", "--store", str(copy)], terminal_width=200).output
+    assert "(cheap): 1 problems" in text and "provenance" in text
+
+
+def test_verify_warns_when_versions_changed_since_the_build(copy: Path) -> None:
+    path = copy / "landmarks" / "mediapipe" / "_manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["provenance"]["versions"]["mediapipe"] = "0.9.0"      # as if built with an older MediaPipe
+    path.write_text(json.dumps(manifest))
+    report = verify_store(str(copy))
+    assert report.ok
+    (warning,) = report.warnings
+    assert warning.startswith("landmarks/mediapipe was built with mediapipe 0.9.0, this environment has 0.10")
