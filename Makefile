@@ -35,6 +35,7 @@ bench-landmarks:
 
 bench-reader:
 	$(BIN)/python -m benchmarks.bench_reader --lfw $(LFW)
+	$(BIN)/python -m benchmarks.bench_integrity --lfw $(LFW)
 
 # bench-train reads the store bench-reader builds (3,000 LFW faces, MediaPipe).
 bench-train: bench-reader

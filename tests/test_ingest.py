@@ -62,7 +62,7 @@ def test_rows_keep_original_bytes_and_content_ids(base_run, lfw_small_folder: Pa
 def test_shards_positions_and_manifest(base_run) -> None:
     store, table = base_run
     assert [f.name for f in sorted((store / "samples").glob("*"))] == [
-        "_manifest.json", "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet", "shard-00003.parquet"]
+        "_commits", "_manifest.json", "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet", "shard-00003.parquet"]
     shard, position = table.column("shard").to_pylist(), table.column("position").to_pylist()
     assert [s * 32 + p for s, p in zip(shard, position)] == list(range(120))
     manifest = StoreLayout.read_manifest(StoreLayout.at(str(store)).samples)
