@@ -246,3 +246,11 @@ def test_verify_warns_when_versions_changed_since_the_build(copy: Path) -> None:
     assert report.ok
     (warning,) = report.warnings
     assert warning.startswith("landmarks/mediapipe was built with mediapipe 0.9.0, this environment has 0.10")
+
+
+def test_repair_works_on_a_copy_without_the_commit_records(copy: Path, clean: Path, spark) -> None:
+    """A copy that left out the `_commits/` folders: the manifests still hold every record."""
+    for folder in copy.rglob("_commits"):
+        shutil.rmtree(folder)
+    _chunk(copy, "image", 1).unlink()
+    _repair_and_compare(copy, clean, spark)

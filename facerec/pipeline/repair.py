@@ -24,6 +24,7 @@ from facerec.errors import DamagedStoreError
 from facerec.pipeline.report import StageResult
 from facerec.store.fs import Location
 from facerec.store.integrity import record_location
+from facerec.store.integrity_report import stage_folders
 from facerec.store.layout import StoreLayout, shard_file
 from facerec.store.verify import Problem, VerifyReport, verify_store
 
@@ -60,7 +61,11 @@ def _damage(report: VerifyReport) -> dict[tuple[str, str], list[Problem]]:
 
 
 def _invalidate(folder: Location, shards: set[int], extra_files: set[str]) -> None:
-    """Remove the committed files and records of ``shards`` (and ``extra_files``) and the stage manifest."""
+    """Remove the committed files and records of ``shards`` (and ``extra_files``) and the stage manifest.
+
+    Commit records a copy left out (``_commits/``) are put back from the manifests before this
+    (``repair_store``), so the rerun stage can finish with every file recorded.
+    """
     names = {shard_file(s) for s in shards} | extra_files
     for name in sorted(names):
         for loc in (folder.child(name), record_location(folder.child(name))):
@@ -69,6 +74,21 @@ def _invalidate(folder: Location, shards: set[int], extra_files: set[str]) -> No
     manifest = StoreLayout.manifest(folder)
     if manifest.exists():
         manifest.fs.rm(manifest.path)
+
+
+def _restore_records(folder: Location, damaged: set[str]) -> None:
+    from facerec.store.fs import read_json, write_json_atomic
+    from facerec.store.integrity import manifest_integrity
+
+    manifest = StoreLayout.manifest(folder)
+    try:
+        section = manifest_integrity(read_json(manifest)) if manifest.exists() else None
+    except ValueError:
+        section = None
+    for name, record in ((section or {}).get("files") or {}).items():
+        loc = record_location(folder.child(name))
+        if name not in damaged and not loc.exists():
+            write_json_atomic(record, loc)
 
 
 def _shards_and_files(problems: list[Problem]) -> tuple[set[int], set[str]]:
@@ -103,6 +123,8 @@ def repair_store(store: str, *, deep: bool = True, spark: "SparkSession | None" 
     if ("samples", "samples") in damage:
         _refuse_samples(damage[("samples", "samples")])
     layout = StoreLayout.at(store)
+    for _, folder in stage_folders(layout):     # a copy that left out _commits/: the manifests hold them all
+        _restore_records(folder, set())
     for stage in STAGE_ORDER:
         for (kind, name), problems in sorted(damage.items()):
             if kind != stage:
