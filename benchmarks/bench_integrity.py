@@ -5,7 +5,8 @@ A MediaPipe store of ``--num-images`` LFW images is built (or reused) with ``fac
 1. **read**: the same ``FaceStoreDataset.read_rows`` batches (``ChunkShuffleSampler`` order, RGB + 6
    heatmaps + mask, in process) with the commit-record checks on and off, alternating batch by batch
    so machine load hits both arms alike; the bare work, CRC32C alone over the chunk bytes a batch
-   touches, is timed beside them. Target: checks cost under 10% of the reader's rate.
+   touches, is timed beside them. Then whole epochs through ``make_loader`` (2 workers, what training
+   sees), checked and unchecked loaders alternating epoch by epoch. Target: under 10% of the rate.
 2. **verify**: ``verify_store`` cheap and deep, seconds and MB/s.
 3. **write**: ``chunk_records`` (reading back and checksumming a shard's chunks, what a features task
    does before committing) against the features stage's own seconds per shard from its manifest.
@@ -66,11 +67,14 @@ def bench_read(store: Path, batch_size: int, rounds: int) -> dict:
             for chunk in np.unique(rows // reader.chunk_rows):
                 crc32c((reader._folder / chunk_key(reader.array, int(chunk))).read_bytes())
 
+    touched = [sum(len(np.unique(rows // checked.feature_set.reader(n).chunk_rows)) for n in ("image", "heatmaps", "mask"))
+               for rows in batches]
     times = interleaved_ms({"checked": checked.read_rows, "unchecked": unchecked.read_rows, "crc_only": crc_only},
                            batches, rounds)
     on, off = times["checked"]["median_ms"], times["unchecked"]["median_ms"]
     return {
         "batch_size": batch_size, "batches": len(batches), "rounds": rounds, "ms_per_batch": times,
+        "chunks_checked_per_batch": float(np.mean(touched)),
         "samples_per_s_checked": round(batch_size / on * 1000, 1), "samples_per_s_unchecked": round(batch_size / off * 1000, 1),
         "rate_ratio_checked_over_unchecked": round(off / on, 4),
         "cost_fraction_of_read": round((on - off) / off, 4),
@@ -78,6 +82,32 @@ def bench_read(store: Path, batch_size: int, rounds: int) -> dict:
                                               / times["unchecked"]["min_ms"], 4),
         "crc_only_fraction_of_unchecked_read": round(times["crc_only"]["median_ms"] / off, 4),
     }
+
+
+def bench_loader(store: Path, batch_size: int, workers: int, rounds: int) -> dict:
+    """Samples/s of whole epochs through ``make_loader`` (what training sees), checks on and off, alternating."""
+    from benchmarks.bench_reader import first_batch_seconds, timed_epoch
+    from facerec.store.dataset import FaceStoreDataset
+    from facerec.store.open_store import FeatureSet
+    from facerec.store.sampler import ChunkShuffleSampler, make_loader
+
+    checked = FaceStoreDataset(FeatureSet.open(str(store)), use_heatmaps=True, add_mask_channel=True)
+    bare_set = FeatureSet.open(str(store))
+    bare_set.expected = {}
+    unchecked = FaceStoreDataset(bare_set, use_heatmaps=True, add_mask_channel=True)
+    sampler = ChunkShuffleSampler.for_dataset(checked, batch_size=batch_size, seed=0)
+    loaders = {"checked": make_loader(checked, sampler, workers), "unchecked": make_loader(unchecked, sampler, workers)}
+    for loader in loaders.values():               # start the workers, run the warm-up epoch
+        _, (it, _) = first_batch_seconds(loader)
+        for _ in it:
+            pass
+    rates: dict[str, list[float]] = {name: [] for name in loaders}
+    for r in range(rounds):
+        for name in (list(loaders) if r % 2 == 0 else list(loaders)[::-1]):
+            rates[name].append(timed_epoch(loaders[name], sampler, r + 1)[0])
+    on, off = float(np.median(rates["checked"])), float(np.median(rates["unchecked"]))
+    return {"workers": workers, "rounds": rounds, "samples_per_s": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
+            "median_checked": round(on, 1), "median_unchecked": round(off, 1), "cost_fraction_of_rate": round(1 - on / off, 4)}
 
 
 def bench_verify(store: Path) -> dict:
@@ -127,17 +157,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=Path("runs/bench"), help="where the store lives")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=8, help="passes over the epoch's batches, arms alternating")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the loader arm")
+    parser.add_argument("--loader-rounds", type=int, default=6, help="epochs per loader arm, order alternating")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
     store = build(args.lfw, args.work, args.num_images)
     result = {"store": str(store), "num_images": args.num_images, "read": bench_read(store, args.batch_size, args.rounds),
+              "loader": bench_loader(store, args.batch_size, args.workers, args.loader_rounds),
               "verify": bench_verify(store), "write": bench_write(store)}
     path = write_result("integrity", result, args.out)
     r = result["read"]
     print_table("reader with and without chunk checks (in process)", [
         {"arm": k, "median ms/batch": v["median_ms"], "min ms/batch": v["min_ms"]} for k, v in r["ms_per_batch"].items()])
-    log.info("checks cost %.1f%% of the read (target < 10%%); verify cheap %.2f s, deep %.2f s; written %s",
-             100 * r["cost_fraction_of_read"], result["verify"]["cheap"]["seconds"], result["verify"]["deep"]["seconds"], path)
+    log.info("checks cost %.1f%% of the in-process read, %.1f%% of the %d-worker loader's rate (target < 10%%); verify cheap %.2f s, deep %.2f s; written %s",
+             100 * r["cost_fraction_of_read"], 100 * result["loader"]["cost_fraction_of_rate"], args.workers,
+             result["verify"]["cheap"]["seconds"], result["verify"]["deep"]["seconds"], path)
     print(json.dumps(result["verify"]))
     return result
 
