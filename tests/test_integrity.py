@@ -236,6 +236,11 @@ def test_the_cli_exits_non_zero_and_prints_the_repair(copy: Path) -> None:
     text = CliRunner().invoke(app, ["inspect", "--store", str(copy)], terminal_width=200).output
     assert "(cheap): 1 problems" in text and "provenance" in text
 
+    repaired = CliRunner().invoke(app, ["repair", "--store", str(copy)])
+    assert repaired.exit_code == 0, repaired.output
+    assert "features/mediapipe-64: recomputed shards [1]" in repaired.output and "store OK" in repaired.output
+    assert json.loads((copy / "_verify.json").read_text())["ok"] is True
+
 
 def test_verify_warns_when_versions_changed_since_the_build(copy: Path) -> None:
     path = copy / "landmarks" / "mediapipe" / "_manifest.json"
