@@ -169,8 +169,9 @@ class FeatureSet:
         zarr_loc = find_feature_group(store, extractor, img_size)
         _, layout = open_feature_group(zarr_loc)
         index = read_index_table(index_location(zarr_loc))
-        integrity = manifest_integrity(StoreLayout.read_manifest(index_location(zarr_loc)))
-        if integrity is None:
+        manifest = StoreLayout.read_manifest(index_location(zarr_loc))
+        integrity = manifest_integrity(manifest)
+        if integrity is None and manifest.get("stage") == "features":
             log.warning("%s: the features stage recorded no checksums (built before integrity records); "
                         "damage cannot be detected while reading, rebuild with `facerec features --overwrite`", zarr_loc)
         fset = cls(zarr_loc, layout, index, integrity)
