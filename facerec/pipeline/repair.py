@@ -91,6 +91,22 @@ def _restore_records(folder: Location, damaged: set[str]) -> None:
             write_json_atomic(record, loc)
 
 
+def _remove_shard_chunks(zloc: Location, group, shard_size: int, shards: set[int]) -> None:
+    """Delete every chunk file of the shards' rows: Zarr skips writing an all-fill chunk and would
+    leave a stray file in its place, which the recomputed shard's record would then bless."""
+    from facerec.store.integrity import chunk_key
+
+    for name in group.array_keys():
+        array = group[name]
+        rows_per_chunk, total = int(array.chunks[0]), int(array.shape[0])
+        for shard in shards:
+            start, stop = shard * shard_size, min((shard + 1) * shard_size, total)
+            for chunk in range(start // rows_per_chunk, -(-stop // rows_per_chunk)):
+                loc = zloc.child(name, chunk_key(array, chunk))
+                if loc.exists():
+                    loc.fs.rm(loc.path)
+
+
 def _shards_and_files(problems: list[Problem]) -> tuple[set[int], set[str]]:
     shards = {p.shard for p in problems if p.shard is not None}
     files = {p.file for p in problems if p.file and p.shard is None}
@@ -137,12 +153,13 @@ def repair_store(store: str, *, deep: bool = True, spark: "SparkSession | None" 
             elif stage == "features":
                 zloc = layout.root.child("features", f"{name}.zarr")
                 try:
-                    _, fl = open_feature_group(zloc)
+                    group, fl = open_feature_group(zloc)
                 except Exception as exc:  # noqa: BLE001 - an unreadable group cannot be repaired shard by shard
                     raise DamagedStoreError(f"{zloc}: the Zarr group cannot be opened ({exc}); rebuild it with "
                                             f"`{problems[0].repair}`", repair=problems[0].repair) from exc
                 folder = layout.features_index(fl.extractor, fl.img_size)
                 _invalidate(folder, shards, files)
+                _remove_shard_chunks(zloc, group, fl.shard_size, shards)
                 run = run_features(FeaturesConfig(
                     store=store, extractor=fl.extractor, img_size=fl.img_size, sigma=fl.sigma,
                     heatmap_dtype=fl.heatmap_dtype, compressor=fl.compressor, compression_level=fl.compression_level), spark)
