@@ -20,8 +20,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check that every recorded file and chunk is there, intact, and that counts agree across stages.
 
-        Prints each problem with its stage, shard, array, chunk and rows and the command that repairs it;
-        exits 1 when anything is wrong. Without --deep only sizes, listings and Parquet footers are read.
+        Prints each problem with its stage, shard, array, chunk and rows and the command that repairs it, and exits 1 when anything is wrong. Without --deep only sizes, listings and Parquet footers are read (seconds); --deep checksums every byte.
         """
         from facerec.store.verify import record_verification, verify_store
 
@@ -45,8 +44,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recompute exactly the shards `facerec verify` finds damaged, from each stage's inputs; nothing else.
 
-        Landmarks, features and canonical shards are recomputed in dependency order and verified again.
-        A damaged samples table is reported with the ingest command that rebuilds it. Exits 1 if damage remains.
+        Landmarks, features and canonical shards are recomputed in dependency order, then the store is verified again; the repaired store is byte-identical to a clean build. A damaged samples table is reported with the ingest command that rebuilds it. Exits 1 if damage remains.
         """
         from facerec.pipeline.repair import repair_store
         from facerec.pipeline.spark import parse_conf, spark_session
