@@ -2,8 +2,8 @@
 
 Stages, each timed (wall seconds) and announced to an observer (the CLI draws them with rich):
 ingest, landmarks, features, canonical (``facerec.pipeline.build.build_store``, one Spark session),
-recogniser training (``facerec.model.train_recognizer.main``), its verification on held-out identities
-(``facerec.model.evaluate.evaluate_run``), the landmark autoencoder (``train_autoencoder.main``, which
+recogniser training (``facerec.recognition.train.main``), its verification on held-out identities
+(``facerec.recognition.evaluate.evaluate_run``), the landmark autoencoder (``train_autoencoder.main``, which
 evaluates itself on held-out identities), and the report (``facerec.report.build_report``).
 
 Sources:
@@ -348,8 +348,9 @@ def _build_rest(cfg: DemoConfig, source: str, clock: _Clock) -> None:
 
 
 def _train_and_evaluate(cfg: DemoConfig, clock: _Clock) -> dict[str, Any]:
-    from facerec.model.evaluate import evaluate_run
-    from facerec.model.train_recognizer import TrainConfig, main
+    from facerec.recognition.evaluate import evaluate_run
+    from facerec.recognition.config import TrainConfig
+    from facerec.recognition.train import main
 
     tcfg = TrainConfig(store=cfg.store, out=str(cfg.recognizer_run), extractor=cfg.extractor, img_size=cfg.img_size,
                        use_heatmaps=cfg.use_heatmaps, backbone=cfg.backbone, embedding_size=cfg.embedding_size,
@@ -370,7 +371,7 @@ def _evaluation_lines(report: dict) -> list[str]:
 
 
 def _train_autoencoder(cfg: DemoConfig) -> dict[str, Any]:
-    from facerec.model.train_autoencoder import AutoencoderConfig, main
+    from facerec.frontalization.train import AutoencoderConfig, main
 
     return main(AutoencoderConfig(store=cfg.store, extractor=cfg.extractor, out=str(cfg.autoencoder_run),
                                   img_size=cfg.img_size, epochs=cfg.ae_epochs, device=cfg.device, seed=cfg.seed,

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
     ) -> None:
         """Embed new images through the training path: landmarks, alignment, heatmaps, mirror-summed, L2-normalised."""
-        from facerec.embed import EmbedConfig, embed_images
+        from facerec.recognition.embed import EmbedConfig, embed_images
 
         result = embed_images(EmbedConfig(run=run, inputs=tuple(inputs), out=out, store=store, checkpoint=checkpoint,
                                           batch_size=batch_size, device=device))
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         atol: Annotated[float, typer.Option("--atol", help="Largest accepted |onnxruntime - PyTorch| difference.")] = 1e-4,
     ) -> None:
         """Export the run's embedding network to ONNX (dynamic batch), checked against PyTorch with onnxruntime."""
-        from facerec.export_onnx import export_onnx
+        from facerec.recognition.export import export_onnx
 
         for line in export_onnx(run, onnx, checkpoint=checkpoint, opset=opset, atol=atol).lines():
             typer.echo(line)

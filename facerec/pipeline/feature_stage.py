@@ -30,7 +30,7 @@ from facerec.geometry.heatmaps import HEATMAP_DTYPES, default_sigma
 from facerec.pipeline.report import ShardCounts, StageResult
 from facerec.schemas import tables
 from facerec.schemas.zarr_layout import FeatureLayout, default_chunk_rows
-from facerec.store.fs import Location
+from facerec.store.fs import Location, read_parquet_checked
 from facerec.store.layout import StoreLayout, shard_file
 
 if TYPE_CHECKING:
@@ -86,13 +86,8 @@ class FeaturesConfig:
 # ---------------------------------------------------------------------------------------------- inputs
 def read_shard_table(loc: Location, schema: "pa.Schema", columns: list[str]) -> "pa.Table":
     """``columns`` of one Parquet shard file, after checking its table kind and layout version."""
-    import pyarrow.parquet as pq
-
     try:
-        with loc.fs.open(loc.path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
-            tables.check_table_schema(pf.schema_arrow, schema, str(loc))
-            return pf.read(columns=columns)
+        return read_parquet_checked(loc, schema, columns)
     except FileNotFoundError as exc:
         raise StoreError(f"missing shard {loc}") from exc
 

@@ -87,7 +87,7 @@ def setup(device_name: str = "auto") -> tuple[DistInfo, "torch.device"]:
     import torch
     import torch.distributed as dist
 
-    from facerec.devices import resolve_device
+    from facerec.training.devices import resolve_device
 
     info = dist_info_from_env()
     device = resolve_device(device_name)

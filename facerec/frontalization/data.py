@@ -8,7 +8,7 @@ Frames and units
   inter-ocular distance because the eyes foreshorten by cos(yaw): dividing a profile face by its small
   inter-ocular distance would blow it up exactly where the model matters most, while the RMS radius
   uses all P points (the vertical extent does not shrink with yaw) and is robust to one noisy point.
-  The normalised frame has no units; NME (``facerec.model.nme``) is frame-independent.
+  The normalised frame has no units; NME (``facerec.evaluation.nme``) is frame-independent.
 - Pose: yaw, pitch, roll in degrees, divided by ``POSE_SCALE_DEG`` (90) for the model input.
 
 Splits are by identity (``identity_holdout``): a seeded hash puts each identity in the training part or

@@ -176,11 +176,7 @@ def write_input_group(paths: list[Path], layout, folder: Path) -> tuple[str, lis
 
 def embed_images(cfg: EmbedConfig) -> EmbedResult:
     """Embed every image of ``cfg.inputs`` with the run's model; writes ``cfg.out``."""
-    from facerec.devices import resolve_device
-    from facerec.model.evaluate import embed_batch, load_recognizer
-    from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig
-    from facerec.store.dataset import FaceStoreDataset
+    from facerec.recognition.inference import embed_batch, load_run
 
     if cfg.batch_size < 1:
         raise ConfigError(f"embed: batch size must be >= 1, found {cfg.batch_size}")
@@ -188,26 +184,21 @@ def embed_images(cfg: EmbedConfig) -> EmbedResult:
         raise ConfigError(f"embed output must be a .parquet file, got {cfg.out}")
     t0 = time.perf_counter()
     paths = list_images(cfg.inputs)
-    run = RunFolder(Path(cfg.run), resume=True)
-    train_cfg = TrainConfig(**run.load_config())
-    device = resolve_device(cfg.device)
-    model, _ = load_recognizer(run, cfg.checkpoint, device)
-    layout = run_feature_layout(train_cfg, cfg.store)
-    log.info("embedding %d images with %s (%s landmarks, %d px crops)", len(paths), run.path, layout.extractor, layout.img_size)
+    loaded = load_run(cfg.run, cfg.checkpoint, cfg.device)     # TrainConfig.from_dict: the validating constructor
+    model, device = loaded.model, loaded.device
+    layout = run_feature_layout(loaded.config, cfg.store)
+    log.info("embedding %d images with %s (%s landmarks, %d px crops)", len(paths), loaded.path, layout.extractor, layout.img_size)
     embeddings: list[list[float] | None] = [None] * len(paths)
     with tempfile.TemporaryDirectory(prefix="facerec-embed-") as tmp:
         zarr_path, facts = write_input_group(paths, layout, Path(tmp))
         rows = np.flatnonzero([f["detected"] for f in facts])
         if len(rows):
-            ds = FaceStoreDataset(zarr_path, rows=rows, use_heatmaps=train_cfg.use_heatmaps,
-                                  add_mask_channel=train_cfg.add_mask_channel,
-                                  group_all_landmarks=train_cfg.group_all_landmarks)
+            ds = loaded.reader(zarr_path, rows)
             for start in range(0, len(rows), cfg.batch_size):
                 batch = ds.read_rows(rows[start : start + cfg.batch_size])
                 emb = embed_batch(model, batch["image"], ds.channel_layout, device).numpy().astype(np.float32)
                 for r, e in zip(batch["row"].tolist(), emb):
                     embeddings[r] = e.tolist()
-    run.close()
     size = int(model.backbone.embedding_size)
     write_embeddings(facts, embeddings, cfg.out, {"run": str(Path(cfg.run).resolve()), "checkpoint": cfg.checkpoint})
     counts = Counter(f["status"] for f in facts)
@@ -227,7 +218,7 @@ def write_embeddings(facts: list[dict], embeddings: list, out: Path, meta: dict[
         "status": [f["status"] for f in facts], "error": [f["error"] for f in facts],
         "yaw": [f["yaw"] for f in facts], "pitch": [f["pitch"] for f in facts], "roll": [f["roll"] for f in facts],
     }, schema=tables.EMBEDDINGS)
-    table = table.replace_schema_metadata({**tables.EMBEDDINGS.metadata, b"facerec.embed": json.dumps(meta).encode()})
+    table = table.replace_schema_metadata({**tables.EMBEDDINGS.metadata, b"facerec.recognition.embed": json.dumps(meta).encode()})
     out = Path(out)
     write_parquet_atomic(table, resolve(str(out.resolve())))
     return out
