@@ -9,6 +9,7 @@ import typer
 
 from facerec.commands.options import Device
 from facerec.errors import ConfigError
+from facerec.evaluation import lfw
 
 EMBEDDERS = ("dlib",)
 
@@ -28,7 +29,6 @@ def register(app: typer.Typer) -> None:
         """10-fold LFW accuracy (threshold chosen on 9 folds), its std, and AUC; writes lfw_<name>.json and the ROC."""
         from rich.console import Console
 
-        from facerec.evaluation import lfw
         from facerec.recognition.lfw import eval_lfw_run
 
         if (run is None) == (embedder is None):

@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from facerec.commands.evaluate import print_report
 from facerec.commands.options import Device, ImgSize, OutDir, Seed, Store
 from facerec.recognition.config import TrainConfig
+from facerec.training.distributed import launch_self
 
 
 def _default(name: str):
@@ -67,8 +69,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the recogniser (ResNet + ArcFace/CosFace) on STORE; writes the run folder --out."""
         if nproc > 1:
-            from facerec.training.distributed import launch_self
-
             launch_self(nproc)
             return
         from facerec.recognition.workflow import build_train_evaluate   # torch, pyspark: only when training
@@ -97,6 +97,4 @@ def _print_result(result) -> None:
         if isinstance(value, float):
             console.print(f"  {key}: {value:.4f}")
     if result.evaluation:
-        from facerec.commands.evaluate import print_report
-
         print_report(result.evaluation)

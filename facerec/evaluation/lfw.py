@@ -30,7 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError, SourceError
+from facerec.evaluation.dlib_embedder import DlibEmbedder, WHOLE_IMAGE
+from facerec.evaluation.metrics import verification_metrics
+from facerec.evaluation.plots import plot_roc
+from facerec.evaluation.verification import cosine_scores, ten_fold_accuracy, yaw_binned_metrics
+from facerec.pipeline.build import build_store
 from facerec.store.fs import atomic_local_path, resolve, write_json_atomic
+from facerec.store.layout import StoreLayout
+from facerec.store.open_store import open_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +199,6 @@ def embed_images_one_by_one(images_dir: Path, relpaths: Sequence[str], cache: Em
 # ------------------------------------------------------------------------------------------- scoring
 def score_lfw_pairs(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], metric: str) -> np.ndarray:
     """One score per pair, higher = more alike: cosine similarity or minus the Euclidean distance."""
-    from facerec.evaluation.verification import cosine_scores
 
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
@@ -208,8 +214,6 @@ def score_lfw_pairs(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], me
 
 def lfw_report(pairs: Sequence[LFWPair], scores: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """10-fold accuracy (threshold on 9 folds), AUC and TAR@FAR over all pairs, and the ROC points."""
-    from facerec.evaluation.metrics import verification_metrics
-    from facerec.evaluation.verification import ten_fold_accuracy
 
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
@@ -218,8 +222,6 @@ def lfw_report(pairs: Sequence[LFWPair], scores: np.ndarray) -> tuple[dict, tupl
 
 
 def write_lfw_result(out: Path, report: dict, roc: tuple[np.ndarray, np.ndarray], label: str) -> Path:
-    from facerec.evaluation.plots import plot_roc
-
     out.mkdir(parents=True, exist_ok=True)
     plot_roc({label: (roc[0], roc[1], report["verification"]["auc"])}, out / f"lfw_roc_{label}.png",
              title="LFW View 2 ROC")
@@ -231,12 +233,10 @@ def write_lfw_result(out: Path, report: dict, roc: tuple[np.ndarray, np.ndarray]
 def eval_lfw_dlib(lfw_dir: Path | str, out: Path | str, *, pairs_file: Path | str | None = None,
                   per_fold: int | None = None, metric: str = "euclidean", upsample: int = 1) -> dict:
     """dlib's embedder on LFW View 2; writes ``out/lfw_dlib.json`` and the ROC plot; returns the report."""
-    from facerec.evaluation.dlib_embedder import DlibEmbedder
 
     lfw_dir, out = Path(lfw_dir), Path(out)
     pairs = subset_pairs(read_pairs(pairs_file or lfw_dir / "pairs.txt"), per_fold)
     images = lfw_images_dir(lfw_dir)
-    from facerec.evaluation.dlib_embedder import WHOLE_IMAGE
 
     embedder = DlibEmbedder(upsample=upsample, fallback_box=LFW_MEDIAN_FACE_BOX)
     cache = EmbeddingCache(out / f"embeddings-dlib-up{upsample}.npz")
@@ -301,10 +301,6 @@ def build_lfw_store(images_dir: Path, relpaths: Sequence[str], work: Path, *, ex
     """
     import hashlib
 
-    from facerec.pipeline.build import build_store
-    from facerec.store.layout import StoreLayout
-    from facerec.store.open_store import open_feature_set
-
     digest = hashlib.sha1("\n".join(sorted(relpaths)).encode()).hexdigest()[:10]
     name = f"{extractor}-{img_size}-{len(relpaths)}img-{digest}"
     store = work / f"store-{name}"
@@ -319,7 +315,6 @@ def build_lfw_store(images_dir: Path, relpaths: Sequence[str], work: Path, *, ex
 def run_lfw_report(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], fset, row_of: dict[str, int]
                    ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """``lfw_report`` on cosine scores plus the metrics by the pair's larger |yaw| (pose from the store)."""
-    from facerec.evaluation.verification import yaw_binned_metrics
 
     scores = score_lfw_pairs(pairs, vectors, "cosine")
     report, roc = lfw_report(pairs, scores)

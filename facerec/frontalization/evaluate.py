@@ -20,6 +20,8 @@ import numpy as np
 
 from facerec.errors import StoreError
 from facerec.evaluation.nme import nme_per_sample, summarise_by_yaw, yaw_bin_names
+from facerec.evaluation.plots import _pyplot, _save
+from facerec.frontalization.data import pose_input
 from facerec.geometry.landmark_sets import LandmarkSet
 
 if TYPE_CHECKING:
@@ -58,8 +60,6 @@ def predict_normalised(model: "LandmarkAutoencoder", points: np.ndarray, pose_de
                        device: "torch.device", batch_size: int = 4096) -> np.ndarray:
     """Normalised points [N, P, 2] + pose [N, 3] degrees -> predicted normalised canonical points [N, P, 2]."""
     import torch
-
-    from facerec.frontalization.data import pose_input
 
     model.eval()
     out = []
@@ -117,7 +117,6 @@ def yaw_bin_table(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]
 
 def plot_examples(examples: Examples, path: Path) -> Path:
     """Input (grey), prediction (red) and canonical target (green) of the largest-|yaw| held-out faces."""
-    from facerec.evaluation.plots import _pyplot, _save
 
     plt = _pyplot()
     k = max(1, len(examples.yaw))

@@ -23,6 +23,10 @@ import numpy as np
 
 from facerec.errors import ConfigError, TrainingError
 from facerec.evaluation.nme import nme_per_sample
+from facerec.evaluation.plots import plot_training_curves, plot_yaw_bins
+from facerec.frontalization.data import HOLDOUT, LandmarkReader, TRAIN, describe, open_source, pose_input
+from facerec.frontalization.evaluate import evaluate, plot_examples, yaw_bin_table
+from facerec.frontalization.predict import load_autoencoder
 from facerec.geometry.landmark_sets import flip_permutation
 from facerec.schemas.tables import LAYOUT_VERSION
 from facerec.store.fs import resolve, write_json_atomic
@@ -107,8 +111,6 @@ def mirror_batch(points: "torch.Tensor", pose: "torch.Tensor", target: "torch.Te
 def _tensors(batch: "LandmarkBatch", device: "torch.device") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     import torch
 
-    from facerec.frontalization.data import pose_input
-
     return (torch.from_numpy(np.ascontiguousarray(batch.points)).to(device),
             torch.from_numpy(pose_input(batch.pose_deg)).to(device),
             torch.from_numpy(np.ascontiguousarray(batch.target)).to(device))
@@ -119,7 +121,6 @@ def train_one_epoch(model: "LandmarkAutoencoder", source: "InMemoryLandmarks | S
     """One pass over the training part; returns (global step after it, mean loss)."""
     import torch
     from tqdm import tqdm
-
 
     model.train()
     perm = torch.as_tensor(np.array(flip_permutation(lset.name)), device=device)
@@ -194,9 +195,6 @@ def main(cfg: AutoencoderConfig) -> dict[str, Any]:
 def _train(cfg: AutoencoderConfig, run, device: "torch.device") -> dict[str, Any]:
     import torch
 
-    from facerec.frontalization.data import HOLDOUT, TRAIN, LandmarkReader, describe, open_source
-    from facerec.frontalization.evaluate import evaluate
-
     if cfg.resume:
         _check_resume(run, cfg)
     run.save_config(cfg)
@@ -245,8 +243,6 @@ def _train(cfg: AutoencoderConfig, run, device: "torch.device") -> dict[str, Any
 def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, num_examples: int,
                      plots: bool = True) -> dict[str, Any]:
     """Final held-out evaluation: RUN/eval.json and (with ``plots``) the figures; returns the summary."""
-    from facerec.frontalization.evaluate import evaluate, plot_examples, yaw_bin_table
-    from facerec.evaluation.plots import plot_training_curves, plot_yaw_bins
 
     result = evaluate(model, source, mean_shape, lset, device, num_examples=num_examples)
     summary = {"split": "held-out identities", "frame": "normalised (centre = mean, scale = RMS radius)",
@@ -269,8 +265,6 @@ def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, n
 def evaluate_run(run_dir: str | Path, store: str | None = None, device: str = "auto", checkpoint: str = "last.pt") -> dict[str, Any]:
     """Re-evaluate a finished run on its held-out identities (same extractor, size, seed and fraction as
     training; ``store`` defaults to the one it trained on). Rewrites RUN/eval.json and the plots."""
-    from facerec.frontalization.data import HOLDOUT, LandmarkReader, open_source
-    from facerec.frontalization.predict import load_autoencoder
 
     ae = load_autoencoder(run_dir, device, checkpoint)
     cfg = ae.config

@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from facerec.errors import StageNotReadyError, StoreError
+from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
+from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
+from facerec.geometry.pose import estimate_head_pose
 from facerec.pipeline.decode import ImageRejected, decode_rgb
 from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
-from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
 from facerec.pipeline.report import ShardCounts, StageResult
+from facerec.pipeline.spark import run_shards, spark_session
 from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK
 from facerec.store import fs
 from facerec.store.fs import Location, read_parquet_checked
@@ -83,7 +85,6 @@ def extract_landmarks_row(extractor: LandmarkExtractor, lset: LandmarkSet, sampl
     yaw/pitch/roll in degrees (``facerec.geometry.pose``). Never raises for a bad image or a failing
     extractor: the row's status says what happened.
     """
-    from facerec.geometry.pose import estimate_head_pose
 
     row = _empty_row(extractor, lset, sample)
     if sample["status"] != STATUS_OK:
@@ -169,8 +170,6 @@ def counts_of_shard(layout: StoreLayout, extractor: str, shard: int) -> dict[str
 
 # ------------------------------------------------------------------------------------------- driver
 def _check_config(config: LandmarksConfig) -> None:
-    from facerec.errors import ConfigError, choice_error
-
     if config.extractor not in EXTRACTORS:
         raise choice_error("extractor", config.extractor, tuple(EXTRACTORS))
     if config.partitions is not None and config.partitions < 1:
@@ -197,7 +196,6 @@ def _drop_stale_output(out: Location, samples_digest: str | None) -> None:
 
 def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) -> StageResult:
     """Run (or resume, or skip) the landmarks stage over every samples shard; returns its counts."""
-    from facerec.pipeline.spark import run_shards, spark_session
 
     _check_config(config)
     start = time.perf_counter()

@@ -15,7 +15,10 @@ import numpy as np
 
 from facerec.errors import ConfigError
 from facerec.recognition.config import TrainConfig
+from facerec.store.dataset import FaceStoreDataset
+from facerec.store.sampler import ChunkShuffleSampler, make_loader
 from facerec.store.splits import SplitConfig, assign_splits
+from facerec.store.transforms import default_train_transform
 from facerec.training.distributed import DistInfo
 
 log = logging.getLogger(__name__)
@@ -78,8 +81,6 @@ def split_rows(cfg: TrainConfig, feature_set: Any, split: str) -> np.ndarray:
 
 def open_split(cfg: TrainConfig, feature_set: Any, split: str, *, augment: bool = False):
     """A ``FaceStoreDataset`` over one split with the run's input channels."""
-    from facerec.store.dataset import FaceStoreDataset
-    from facerec.store.transforms import default_train_transform
 
     return FaceStoreDataset(
         feature_set, split=split, split_config=split_config(cfg), use_heatmaps=cfg.use_heatmaps,
@@ -90,7 +91,6 @@ def open_split(cfg: TrainConfig, feature_set: Any, split: str, *, augment: bool 
 
 def build_data(cfg: TrainConfig, feature_set: Any, info: DistInfo | None = None) -> TrainData:
     """Train and val readers; under DDP (``info``) each rank's sampler takes its own disjoint part."""
-    from facerec.store.sampler import ChunkShuffleSampler, make_loader
 
     info = info or DistInfo()
     train = open_split(cfg, feature_set, "train", augment=cfg.augment)

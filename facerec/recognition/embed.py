@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.schemas import tables
+from facerec.geometry.landmark_sets import landmark_set
+from facerec.pipeline.extractors.base import get_extractor
+from facerec.pipeline.feature_stage import _row_features
+from facerec.schemas import tables, zarr_layout as zl
+from facerec.store.feature_arrays import create_feature_group, open_feature_group
+from facerec.store.fs import resolve, write_json_atomic, write_parquet_atomic
+from facerec.store.layout import StoreLayout, shard_file
+from facerec.store.open_store import find_feature_group
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +91,6 @@ def list_images(inputs: Sequence[str | Path]) -> list[Path]:
 
 def run_feature_layout(train_cfg: Any, store: str | None):
     """The FeatureLayout the run was trained on (crop size, sigma, heatmap dtype, extractor)."""
-    from facerec.store.feature_arrays import open_feature_group
-    from facerec.store.open_store import find_feature_group
 
     _, layout = open_feature_group(find_feature_group(store or train_cfg.store, train_cfg.extractor, train_cfg.img_size))
     return layout
@@ -100,9 +105,6 @@ def _read(path: Path) -> tuple[bytes | None, str | None]:
 
 def _feature_rows(paths: list[Path], layout) -> Iterator[tuple[int, dict, str, str | None, dict | None]]:
     """(i, landmarks row, status, error, arrays) per image: the landmarks and features stages' row code."""
-    from facerec.pipeline.extractors.base import get_extractor
-    from facerec.pipeline.feature_stage import _row_features
-    from facerec.geometry.landmark_sets import landmark_set
     from facerec.pipeline.landmark_stage import extract_landmarks_row
 
     extractor = get_extractor(layout.extractor)
@@ -129,11 +131,6 @@ def write_input_group(paths: list[Path], layout, folder: Path) -> tuple[str, lis
     temporary). Rows without a face keep zero arrays and valid=false, as in the features stage.
     """
     import pyarrow as pa
-
-    from facerec.schemas import zarr_layout as zl
-    from facerec.store.feature_arrays import create_feature_group
-    from facerec.store.fs import resolve, write_json_atomic, write_parquet_atomic
-    from facerec.store.layout import StoreLayout, shard_file
 
     n = len(paths)
     chunk = min(layout.chunk_rows, n)
@@ -210,8 +207,6 @@ def write_embeddings(facts: list[dict], embeddings: list, out: Path, meta: dict[
     import json
 
     import pyarrow as pa
-
-    from facerec.store.fs import resolve, write_parquet_atomic
 
     table = pa.Table.from_pydict({
         "path": [f["path"] for f in facts], "detected": [f["detected"] for f in facts], "embedding": embeddings,

@@ -21,6 +21,7 @@ import numpy as np
 
 from facerec.errors import ConfigError
 from facerec.evaluation.metrics import verification_metrics
+from facerec.evaluation.plots import plot_roc, plot_yaw_bins
 from facerec.evaluation.verification import cosine_scores, ten_fold_accuracy, yaw_binned_metrics
 from facerec.recognition.data import split_rows
 from facerec.recognition.inference import embed_dataset, load_run
@@ -68,8 +69,6 @@ def pair_report(scores: np.ndarray, same: np.ndarray, yaw_a: np.ndarray, yaw_b: 
 
 
 def write_pair_plots(run: RunFolder, label: str, report: dict, roc: tuple[np.ndarray, np.ndarray]) -> list[Path]:
-    from facerec.evaluation.plots import plot_roc, plot_yaw_bins
-
     paths = [plot_roc({label: (roc[0], roc[1], report["verification"]["auc"])}, run.plot_path("roc"))]
     yaw = report["yaw_bins"]
     if yaw["note"] is None:

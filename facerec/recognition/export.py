@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError, FacerecError
+from facerec.store.dataset import normalize_batch
 from facerec.store.fs import atomic_local_path
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,6 @@ class ExportResult:
 def _sample_inputs(in_chans: int, img_size: int, batch: int, seed: int):
     """Normalised inputs from random uint8 images, through the training normalisation."""
     import torch
-
-    from facerec.store.dataset import normalize_batch
 
     gen = torch.Generator().manual_seed(seed)
     raw = torch.randint(0, 256, (batch, in_chans, img_size, img_size), generator=gen, dtype=torch.uint8)

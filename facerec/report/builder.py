@@ -26,14 +26,16 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import StoreError
-from facerec.training.runs import CONFIG_FILE, read_metrics
-from facerec.store.summary import StoreSummary, format_bytes, inspect_store, read_columns, rejected_text, stage_label
+from facerec.geometry.heatmaps import dequantize
+from facerec.geometry.landmark_sets import HEATMAP_GROUP_NAMES
 from facerec.report import figures
-from facerec.report.document import (
-    Document, Figure, Paragraph, Row, Section, Swatches, Table, render_html, render_markdown,
-)
-from facerec.schemas import tables
+from facerec.report.document import (Document, Figure, Paragraph, Row, Section, Swatches, Table, render_html,
+                                     render_markdown)
+from facerec.schemas import tables, zarr_layout as zl
+from facerec.store.layout import StoreLayout
 from facerec.store.open_store import FeatureSet
+from facerec.store.summary import StoreSummary, format_bytes, inspect_store, read_columns, rejected_text, stage_label
+from facerec.training.runs import CONFIG_FILE, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,6 @@ def _dataset_section(summary: StoreSummary) -> Section:
 
 
 def _pose_section(store: str, extractor: str, summary: StoreSummary, out: Path) -> Section:
-    from facerec.store.layout import StoreLayout
-
     pose = summary.pose.get(extractor)
     if pose is None:
         return Section("Head pose", [Paragraph(f"The {extractor} landmarks hold no head pose.", muted=True)])
@@ -137,9 +137,6 @@ def _pose_section(store: str, extractor: str, summary: StoreSummary, out: Path) 
 
 def _crops_section(fset: "FeatureSet", out: Path, num_crops: int) -> Section:
     """A grid of aligned crops, one per identity where possible, with their grouped heatmaps overlaid."""
-    from facerec.geometry.heatmaps import dequantize
-    from facerec.geometry.landmark_sets import HEATMAP_GROUP_NAMES
-    from facerec.schemas import zarr_layout as zl
 
     index = fset.index_table
     candidates = [(r, i) for r, i, v in zip(index.column("row").to_pylist(), index.column("identity").to_pylist(),
@@ -224,7 +221,6 @@ def _is_scalar(v: Any) -> bool:
 
 def json_blocks(data: Mapping[str, Any], caption: str) -> list[Table]:
     """Tables for a JSON result file, whatever its nesting:
-
     scalars -> a (key, value) table; mappings of scalars that share their keys -> one table with a row
     per mapping (e.g. counts and rows per split); a mapping of such mappings -> a matrix (e.g. method x
     yaw bin); lists of numbers -> a row; anything deeper -> the same rules one level down.

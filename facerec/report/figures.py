@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError
+from facerec.evaluation.plots import _pyplot, _save
 
 # One colour per heatmap group (HEATMAP_GROUP_NAMES order: left eye, right eye, nose, left mouth,
 # right mouth, chin), RGB 0..255.
@@ -91,7 +92,6 @@ def plot_pose_histograms(angles: Mapping[str, np.ndarray], path: Path, bins: int
 
     angles: {"yaw": [N], "pitch": [N], "roll": [N]} degrees.
     """
-    from facerec.evaluation.plots import _pyplot, _save
 
     if not angles:
         raise ConfigError(f"no pose angles to plot for {path}")

@@ -17,7 +17,8 @@ import numpy as np
 
 from facerec.errors import StoreError
 from facerec.schemas import tables
-from facerec.store.fs import TMP_PREFIX, Location, read_parquet_checked
+from facerec.store.feature_arrays import open_feature_group
+from facerec.store.fs import Location, TMP_PREFIX, read_parquet_checked
 from facerec.store.layout import StoreLayout
 
 if TYPE_CHECKING:
@@ -231,7 +232,6 @@ def _is_ok(t: "pa.Table"):
 
 def _feature_stage(features_root: Location, name: str) -> StageInfo:
     """A features group: the index table's counts plus the Zarr layout (size, sigma, dtype, rows)."""
-    from facerec.store.feature_arrays import open_feature_group
 
     zloc = features_root.child(f"{name}.zarr")
     index = features_root.child(f"{name}.index")
