@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.model.lfw import (build_lfw_store, embed_store_images, lfw_images_dir, pair_images, pair_yaws,
-                               read_pairs, run_lfw_report, score_lfw_pairs, subset_pairs)
+from facerec.evaluation.lfw import (build_lfw_store, lfw_images_dir, pair_images, pair_yaws, read_pairs, run_lfw_report,
+                                    score_lfw_pairs, subset_pairs)
+from facerec.recognition.lfw import embed_store_images
 
 log = logging.getLogger("ablation")
 
@@ -57,8 +58,9 @@ def training_images(pairs, images_dir: Path, *, min_images: int, max_per_identit
 
 def train_arm(args: argparse.Namespace, train_store: str, arm: str, seed: int):
     """Train one arm with one seed (or reuse a finished run); returns (run dir, TrainConfig)."""
-    from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig, main as train_main
+    from facerec.training.runs import RunFolder
+    from facerec.recognition.config import TrainConfig
+    from facerec.recognition.train import main as train_main
 
     out = Path(args.work) / "runs" / f"{arm}-seed{seed}-{args.backbone}-{args.stem}-e{args.epochs}"
     cfg = TrainConfig(store=train_store, out=str(out), img_size=args.img_size, backbone=args.backbone,
@@ -129,7 +131,7 @@ def bootstrap_auc_delta(scores: dict[str, list[np.ndarray]], same: np.ndarray, b
     """
     from sklearn.metrics import roc_auc_score
 
-    from facerec.model.verification import YAW_BINS
+    from facerec.evaluation.verification import YAW_BINS
 
     def mean_auc(arm: str, idx: np.ndarray) -> float:
         return float(np.mean([roc_auc_score(same[idx], s[idx]) for s in scores[arm]]))
@@ -165,9 +167,8 @@ def summarise(values: list[float | None]) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from facerec.devices import resolve_device
-    from facerec.model.evaluate import load_recognizer
-    from facerec.model.runs import RunFolder
+    from facerec.training.devices import resolve_device
+    from facerec.recognition.inference import load_run
 
     lfw_dir, work = Path(args.lfw_dir), Path(args.work)
     pairs = read_pairs(lfw_dir / "pairs.txt")
@@ -193,8 +194,9 @@ def run(args: argparse.Namespace) -> dict:
         for seed in args.seeds:
             t1 = time.perf_counter()
             out, cfg = train_arm(args, str(train_fset.location), arm, seed)
-            model, state = load_recognizer(RunFolder(out, resume=True), "last.pt", device)
-            vectors, _ = embed_store_images(model, cfg, test_fset, test_rows, test_rel, device)
+            loaded = load_run(out, "last.pt", device)
+            state = loaded.state
+            vectors, _ = embed_store_images(loaded, test_fset, test_rows, test_rel)
             report, _ = run_lfw_report(test_pairs, vectors, test_fset, test_rows)
             scores.setdefault(arm, []).append(score_lfw_pairs(test_pairs, vectors, "cosine"))
             per_run.setdefault(arm, {})[str(seed)] = {
@@ -216,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
         }
         for arm, runs in per_run.items()
     }
-    from facerec.model.verification import yaw_bin_of
+    from facerec.evaluation.verification import yaw_bin_of
 
     bin_of = yaw_bin_of(*pair_yaws(test_pairs, test_fset, test_rows))
     same = np.array([p.same for p in test_pairs])
@@ -237,7 +239,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def plot(result: dict, path: Path) -> Path:
     """AUC per arm overall and by |yaw| bin, error bars = std over seeds."""
-    from facerec.model.plots import plot_yaw_bins
+    from facerec.evaluation.plots import plot_yaw_bins
 
     table, errors = {}, {}
     for arm, s in result["summary"].items():

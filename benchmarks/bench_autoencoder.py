@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     for noisy in ("py4j", "pyspark", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from facerec.model.evaluate_autoencoder import METHOD_LABELS, yaw_bin_table
-    from facerec.model.plots import plot_yaw_bins
-    from facerec.model.train_autoencoder import AutoencoderConfig
-    from facerec.model.train_autoencoder import main as train
+    from facerec.frontalization.evaluate import METHOD_LABELS, yaw_bin_table
+    from facerec.evaluation.plots import plot_yaw_bins
+    from facerec.frontalization.train import AutoencoderConfig
+    from facerec.frontalization.train import main as train
 
     work = Path(args.work)
     stages = None

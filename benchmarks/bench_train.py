@@ -35,11 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerec.devices import resolve_device
-from facerec.model.recognizer import ModelSpec, build_recognizer
-from facerec.model.schedule import warmup_cosine
-from facerec.model.train_recognizer import (TrainConfig, build_data, device_inputs, resolve_amp, train_step,
-                                            use_channels_last)
+from facerec.training.devices import resolve_device
+from facerec.recognition.model import ModelSpec, build_recognizer
+from facerec.training.schedule import warmup_cosine
+from facerec.recognition.config import TrainConfig
+from facerec.recognition.data import build_data
+from facerec.recognition.train import device_inputs, train_step
+from facerec.training.devices import resolve_amp, use_channels_last
 
 log = logging.getLogger("bench_train")
 
@@ -178,7 +180,7 @@ def forward_flops(backbone: str, stem: str, in_chans: int, img_size: int) -> dic
     """Forward FLOPs of one image (torch's FlopCounterMode: 2 per multiply-add) and the last feature map."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from facerec.model.backbone import create_backbone
+    from facerec.recognition.backbones import create_backbone
 
     model = create_backbone(backbone, in_chans=in_chans, stem=stem, img_size=img_size).eval()
     x = torch.zeros(1, in_chans, img_size, img_size)
@@ -191,9 +193,9 @@ def forward_flops(backbone: str, stem: str, in_chans: int, img_size: int) -> dic
 
 def compare_stems(args: argparse.Namespace) -> dict:
     """The same short training (same store, seed, steps, batches) once per stem; FLOPs and map sizes."""
-    from facerec.model.evaluate import evaluate_run
-    from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig, main as train_main
+    from facerec.recognition.evaluate import evaluate_run
+    from facerec.training.runs import RunFolder
+    from facerec.recognition.workflow import build_train_evaluate as train_main
 
     out = Path(args.runs_dir)
     result: dict = {"backbone": args.backbone, "store": args.store, "epochs": args.epochs,

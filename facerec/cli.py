@@ -41,14 +41,9 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
+    """Import and register every command module; one that fails to import fails the CLI, loudly."""
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"facerec.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"facerec.commands.{name}":
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(f"facerec.commands.{name}").register(app)
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -2,8 +2,8 @@
 
 Stages, each timed (wall seconds) and announced to an observer (the CLI draws them with rich):
 ingest, landmarks, features, canonical (``facerec.pipeline.build.build_store``, one Spark session),
-recogniser training (``facerec.model.train_recognizer.main``), its verification on held-out identities
-(``facerec.model.evaluate.evaluate_run``), the landmark autoencoder (``train_autoencoder.main``, which
+recogniser training (``facerec.recognition.train.main``), its verification on held-out identities
+(``facerec.recognition.evaluate.evaluate_run``), the landmark autoencoder (``train_autoencoder.main``, which
 evaluates itself on held-out identities), and the report (``facerec.report.build_report``).
 
 Sources:
@@ -34,6 +34,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from facerec.errors import ConfigError, SourceError
+from facerec.frontalization.train import AutoencoderConfig, main
+from facerec.pipeline.build import build_store
+from facerec.pipeline.sources import DEFAULT_SOURCE, check_hub_reachable, hub_offline
+from facerec.recognition.config import TrainConfig
+from facerec.report import build_report
+from facerec.store.layout import StoreLayout
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +190,6 @@ def select_image_folder(root: Path, dest: Path, *, min_images: int, max_per_iden
 
 def check_default_source() -> str:
     """The hub default when it is reachable; otherwise stop with what to do instead."""
-    from facerec.pipeline.sources import DEFAULT_SOURCE, check_hub_reachable, hub_offline
 
     why = "Hugging Face offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)" if hub_offline() else None
     if why is None:
@@ -272,7 +277,6 @@ class _Clock:
 
 def run_demo(cfg: DemoConfig, observer: DemoObserver | None = None) -> DemoResult:
     """Run every stage; returns where everything is and the wall seconds per stage."""
-    from facerec.store.layout import StoreLayout
 
     observer = observer or LogObserver()
     if cfg.source is None:
@@ -314,8 +318,6 @@ def run_demo(cfg: DemoConfig, observer: DemoObserver | None = None) -> DemoResul
     evaluation = _train_and_evaluate(cfg, clock)
     clock.run("train autoencoder", lambda: _train_autoencoder(cfg), _autoencoder_lines)
 
-    from facerec.report import build_report
-
     paths = clock.run("report", lambda: build_report(
         cfg.recognizer_run, cfg.store, autoencoder_run=cfg.autoencoder_run, extractor=cfg.extractor,
         img_size=cfg.img_size, timings=dict(clock.timings), out_dir=Path(cfg.out),
@@ -328,7 +330,6 @@ def run_demo(cfg: DemoConfig, observer: DemoObserver | None = None) -> DemoResul
 
 def _build_rest(cfg: DemoConfig, source: str, clock: _Clock) -> None:
     """landmarks, features, canonical through build_store (its ingest finds the samples finished)."""
-    from facerec.pipeline.build import build_store
 
     names = iter(["landmarks", "features", "canonical"])
     first = {"seen_ingest": False}
@@ -348,8 +349,8 @@ def _build_rest(cfg: DemoConfig, source: str, clock: _Clock) -> None:
 
 
 def _train_and_evaluate(cfg: DemoConfig, clock: _Clock) -> dict[str, Any]:
-    from facerec.model.evaluate import evaluate_run
-    from facerec.model.train_recognizer import TrainConfig, main
+    from facerec.recognition.evaluate import evaluate_run
+    from facerec.recognition.train import main
 
     tcfg = TrainConfig(store=cfg.store, out=str(cfg.recognizer_run), extractor=cfg.extractor, img_size=cfg.img_size,
                        use_heatmaps=cfg.use_heatmaps, backbone=cfg.backbone, embedding_size=cfg.embedding_size,
@@ -370,8 +371,6 @@ def _evaluation_lines(report: dict) -> list[str]:
 
 
 def _train_autoencoder(cfg: DemoConfig) -> dict[str, Any]:
-    from facerec.model.train_autoencoder import AutoencoderConfig, main
-
     return main(AutoencoderConfig(store=cfg.store, extractor=cfg.extractor, out=str(cfg.autoencoder_run),
                                   img_size=cfg.img_size, epochs=cfg.ae_epochs, device=cfg.device, seed=cfg.seed,
                                   holdout_identity_frac=cfg.holdout_identity_frac))

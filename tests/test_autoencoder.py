@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from facerec.errors import ConfigError, TrainingError
-from facerec.model.autoencoder_data import (
+from facerec.frontalization.data import (
     HOLDOUT,
     TRAIN,
     InMemoryLandmarks,
@@ -26,7 +26,7 @@ from facerec.model.autoencoder_data import (
     identity_holdout,
     normalise_shapes,
 )
-from facerec.model.nme import inter_ocular_distance, nme_per_sample, summarise_by_yaw, yaw_bin_names
+from facerec.evaluation.nme import inter_ocular_distance, nme_per_sample, summarise_by_yaw, yaw_bin_names
 from facerec.geometry.landmark_sets import DLIB_68, MEDIAPIPE_478, flip_permutation, landmark_set
 from facerec.schemas.tables import FEATURE_INDEX, IDENTITIES
 from facerec.schemas.zarr_layout import LANDMARKS, VALID, FeatureLayout
@@ -102,7 +102,7 @@ def handmade(tmp_path_factory):
 
 
 def _config(store, out, **kw):
-    from facerec.model.train_autoencoder import AutoencoderConfig
+    from facerec.frontalization.train import AutoencoderConfig
 
     base = dict(store=str(store), extractor="dlib", out=str(out), epochs=2, batch_size=32, width=64, depth=1,
                 code_size=16, device="cpu", threads=1, holdout_identity_frac=0.25, num_examples=3)
@@ -116,7 +116,7 @@ def _config(store, out, **kw):
 @pytest.mark.parametrize("lset", [DLIB_68, MEDIAPIPE_478], ids=lambda s: s.name)
 @pytest.mark.parametrize("residual", [False, True])
 def test_model_shapes_and_backward(lset, residual):
-    from facerec.model.autoencoder import LandmarkAutoencoder
+    from facerec.frontalization.model import LandmarkAutoencoder
 
     model = LandmarkAutoencoder(lset.num_points, width=64, depth=2, code_size=16, residual=residual)
     points, pose = torch.randn(5, lset.num_points, 2), torch.randn(5, 3)
@@ -131,7 +131,7 @@ def test_model_shapes_and_backward(lset, residual):
 
 
 def test_model_output_bias_and_bad_input():
-    from facerec.model.autoencoder import LandmarkAutoencoder
+    from facerec.frontalization.model import LandmarkAutoencoder
 
     model = LandmarkAutoencoder(68, width=32, depth=1, code_size=8, dropout=0.0, residual=False)
     mean = torch.randn(68, 2)
@@ -263,7 +263,7 @@ def test_streaming_source_yields_the_same_rows_as_ram(handmade):
 
 
 def test_open_source_streams_when_over_the_ram_budget(handmade):
-    from facerec.model.autoencoder_data import open_source
+    from facerec.frontalization.data import open_source
 
     reader = LandmarkReader(str(handmade[0]), "dlib", 112, holdout_frac=0.25, seed=0)
     small = open_source(reader, HOLDOUT, max_ram_mb=1024)
@@ -285,8 +285,8 @@ def test_missing_canonical_stage_is_a_clear_error(tmp_path):
 # Baselines, mirror augmentation
 # ---------------------------------------------------------------------------------------------------
 def test_baselines_are_what_they_claim(handmade):
-    from facerec.model.autoencoder import LandmarkAutoencoder
-    from facerec.model.evaluate_autoencoder import baseline_predictions, evaluate
+    from facerec.frontalization.model import LandmarkAutoencoder
+    from facerec.frontalization.evaluate import baseline_predictions, evaluate
 
     root, canon, _ = handmade
     reader = LandmarkReader(str(root), "dlib", 112, holdout_frac=0.25, seed=0)
@@ -307,7 +307,7 @@ def test_baselines_are_what_they_claim(handmade):
 
 
 def test_mirror_batch_flips_points_targets_and_pose():
-    from facerec.model.train_autoencoder import mirror_batch
+    from facerec.frontalization.train import mirror_batch
 
     perm = torch.as_tensor(np.array(flip_permutation("dlib")))
     points, target = torch.randn(4, 68, 2), torch.randn(4, 68, 2)
@@ -326,13 +326,13 @@ def test_mirror_batch_flips_points_targets_and_pose():
 # Training, resume, predict_canonical, CLI
 # ---------------------------------------------------------------------------------------------------
 def _weights(run_dir):
-    from facerec.model.runs import RunFolder
+    from facerec.training.runs import RunFolder
 
     return RunFolder(run_dir, resume=True).load_checkpoint()["model"]
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(handmade, tmp_path, monkeypatch):
-    from facerec.model import train_autoencoder as tae
+    from facerec.frontalization import train as tae
 
     root = handmade[0]
     full = tmp_path / "full"
@@ -365,9 +365,9 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(handmade, tmp_pa
 
 
 def test_predict_canonical_places_the_prediction_in_crop_pixels(handmade, tmp_path):
-    from facerec.model.evaluate_autoencoder import predict_normalised
-    from facerec.model.frontalize import load_autoencoder, predict_canonical
-    from facerec.model.train_autoencoder import main
+    from facerec.frontalization.evaluate import predict_normalised
+    from facerec.frontalization.predict import load_autoencoder, predict_canonical
+    from facerec.frontalization.train import main
 
     root, canon, pts = handmade
     run = tmp_path / "run"
@@ -448,8 +448,8 @@ def one_thread():
 @pytest.mark.slow
 @pytest.mark.parametrize("residual", [True, False])
 def test_a_few_steps_lower_the_loss_on_real_landmarks(lfw_store, residual, one_thread):
-    from facerec.model.autoencoder import LandmarkAutoencoder
-    from facerec.model.autoencoder_data import pose_input
+    from facerec.frontalization.model import LandmarkAutoencoder
+    from facerec.frontalization.data import pose_input
 
     torch.manual_seed(0)
     reader = LandmarkReader(str(lfw_store), "mediapipe", 112, holdout_frac=0.2, seed=0)
@@ -476,7 +476,7 @@ def test_a_few_steps_lower_the_loss_on_real_landmarks(lfw_store, residual, one_t
 
 @pytest.mark.slow
 def test_train_and_evaluate_on_real_landmarks(lfw_store, tmp_path):
-    from facerec.model.train_autoencoder import AutoencoderConfig, main
+    from facerec.frontalization.train import AutoencoderConfig, main
 
     out = tmp_path / "real_run"
     summary = main(AutoencoderConfig(store=str(lfw_store), extractor="mediapipe", out=str(out), epochs=3, batch_size=16,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from facerec.errors import ConfigError
-from facerec.model.backbone import STEMS, adapt_input_conv, create_backbone, feature_map_size, list_backbones
+from facerec.recognition.backbones import STEMS, adapt_input_conv, create_backbone, feature_map_size, list_backbones
 
 
 @pytest.mark.parametrize("stem", STEMS)

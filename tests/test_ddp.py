@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facerec.distributed import DistInfo, dist_info_from_env, strip_nproc
+from facerec.training.distributed import DistInfo, dist_info_from_env, strip_nproc
 from facerec.errors import ConfigError
 
 from conftest import REPO
@@ -40,7 +40,8 @@ def test_rank_and_world_size_come_from_the_environment() -> None:
 def test_two_gloo_ranks_see_disjoint_rows_and_end_with_identical_weights(lfw_dir: Path, tmp_path: Path) -> None:
     from store_builder import build_feature_set
 
-    from facerec.model import train_recognizer as tr
+    from facerec.recognition.config import TrainConfig
+    from facerec.recognition.data import open_split
     from facerec.store.open_store import open_feature_set
 
     zarr_path, _ = build_feature_set(tmp_path / "store", lfw_dir, num_identities=12, per_identity=5, size=SIZE,
@@ -62,9 +63,9 @@ def test_two_gloo_ranks_see_disjoint_rows_and_end_with_identical_weights(lfw_dir
             for r in (0, 1)}
     assert [len(rows[0]), len(rows[1])] == [MAX_STEPS, MAX_STEPS]
     assert all(len(batch) == BATCH for r in (0, 1) for batch in rows[r])
-    cfg = tr.TrainConfig(store=str(zarr_path), out=str(run), backbone="resnet18", stem="imagenet", img_size=SIZE, batch_size=BATCH,
+    cfg = TrainConfig(store=str(zarr_path), out=str(run), backbone="resnet18", stem="imagenet", img_size=SIZE, batch_size=BATCH,
                          epochs=2, augment=False, holdout_identity_frac=0.2, num_workers=0, device="cpu")
-    train_rows = set(tr.open_split(cfg, open_feature_set(str(zarr_path)), "train").rows.tolist())
+    train_rows = set(open_split(cfg, open_feature_set(str(zarr_path)), "train").rows.tolist())
     steps_per_epoch = len(train_rows) // 2 // BATCH
     for epoch_start in range(0, MAX_STEPS, steps_per_epoch):
         seen = [{v for b in rows[r][epoch_start:epoch_start + steps_per_epoch] for v in b} for r in (0, 1)]

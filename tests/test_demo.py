@@ -101,10 +101,9 @@ def test_embed_reproduces_the_store_embeddings_and_the_model_exports(demo, tmp_p
     import pyarrow.parquet as pq
     import torch
 
-    from facerec.embed import EmbedConfig, embed_images
-    from facerec.export_onnx import export_onnx
-    from facerec.model.evaluate import embed_dataset, load_recognizer
-    from facerec.model.runs import RunFolder
+    from facerec.recognition.embed import EmbedConfig, embed_images
+    from facerec.recognition.export import export_onnx
+    from facerec.recognition.inference import embed_dataset, load_run
     from facerec.store.dataset import FaceStoreDataset
     from facerec.store.open_store import FeatureSet
 
@@ -119,7 +118,7 @@ def test_embed_reproduces_the_store_embeddings_and_the_model_exports(demo, tmp_p
     samples = pq.read_table(Path(cfg.store) / "samples", columns=["sample_id", "source_path"]).to_pandas()
     index = fset.index.merge(samples, on="sample_id")
     by_name = {Path(p).name: int(r) for p, r in zip(index["source_path"], index["row"])}
-    model, _ = load_recognizer(RunFolder(result.recognizer_run, resume=True))
+    model = load_run(result.recognizer_run).model
     ds = FaceStoreDataset(fset, rows=[by_name[Path(r["path"]).name] for r in rows], use_heatmaps=True)
     store_rows, store_emb = embed_dataset(model, ds, torch.device("cpu"))
     lookup = dict(zip(store_rows.tolist(), store_emb))

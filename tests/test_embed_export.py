@@ -24,9 +24,9 @@ IMG = 32
 
 def _write_run(path: Path, store: Path, *, use_heatmaps: bool, add_mask: bool) -> Path:
     """A run folder as `facerec train` leaves it: config.json and checkpoints/last.pt (seeded weights)."""
-    from facerec.model.recognizer import ModelSpec, build_recognizer, input_channels
-    from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig
+    from facerec.recognition.model import ModelSpec, build_recognizer, input_channels
+    from facerec.training.runs import RunFolder
+    from facerec.recognition.config import TrainConfig
 
     torch.manual_seed(0)
     cfg = TrainConfig(store=str(store), out=str(path), extractor="template", img_size=IMG, backbone="resnet18",
@@ -55,8 +55,7 @@ def test_export_matches_pytorch_with_a_dynamic_batch(tmp_path: Path, store: Path
     import onnxruntime as ort
 
     from facerec.cli import app
-    from facerec.model.evaluate import load_recognizer
-    from facerec.model.runs import RunFolder
+    from facerec.recognition.inference import load_run
 
     run = _write_run(tmp_path / "run", store, use_heatmaps=True, add_mask=True)
     onnx_path = tmp_path / "model.onnx"
@@ -71,7 +70,7 @@ def test_export_matches_pytorch_with_a_dynamic_batch(tmp_path: Path, store: Path
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["facerec.model_spec"])["in_chans"] == 10
 
-    model, _ = load_recognizer(RunFolder(run, resume=True))
+    model = load_run(run).model
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     x = torch.rand(5, 10, IMG, IMG) * 2 - 1        # a batch size the export never saw
     with torch.no_grad():
@@ -83,7 +82,7 @@ def test_export_matches_pytorch_with_a_dynamic_batch(tmp_path: Path, store: Path
 
 
 def test_export_refuses_an_old_opset(tmp_path: Path, store: Path) -> None:
-    from facerec.export_onnx import export_onnx
+    from facerec.recognition.export import export_onnx
 
     run = _write_run(tmp_path / "run", store, use_heatmaps=False, add_mask=False)
     with pytest.raises(ConfigError, match="opset must be >= 17"):
@@ -92,8 +91,7 @@ def test_export_refuses_an_old_opset(tmp_path: Path, store: Path) -> None:
 
 def _expected_embedding(image: Path, run: Path, store: Path) -> np.ndarray:
     """The oracle: landmarks row -> features row -> [RGB | 6 heatmaps | mask*255] -> embed_batch."""
-    from facerec.model.evaluate import embed_batch, load_recognizer
-    from facerec.model.runs import RunFolder
+    from facerec.recognition.inference import embed_batch, load_run
     from facerec.pipeline.extractors.base import get_extractor
     from facerec.pipeline.feature_stage import _row_features
     from facerec.geometry.landmark_sets import landmark_set
@@ -107,7 +105,7 @@ def _expected_embedding(image: Path, run: Path, store: Path) -> np.ndarray:
     status, arrays = _row_features(sample, lm, landmark_set("template"), layout)
     assert status == "ok"
     stacked = np.concatenate([arrays["image"], arrays["heatmaps"], (arrays["mask"] != 0).astype(np.uint8) * 255])
-    model, _ = load_recognizer(RunFolder(run, resume=True))
+    model = load_run(run).model
     emb = embed_batch(model, torch.from_numpy(stacked[None]), ChannelLayout(6, GROUPS, "template", True),
                       torch.device("cpu"))
     return emb[0].numpy()
@@ -136,7 +134,7 @@ def test_embed_images_and_folders_through_the_training_path(tmp_path: Path, lfw_
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "corrupt"]
     assert [r["detected"] for r in rows] == [True, True, True, False]
     assert rows[3]["embedding"] is None and "not a readable image" in rows[3]["error"]
-    meta = json.loads(table.schema.metadata[b"facerec.embed"])
+    meta = json.loads(table.schema.metadata[b"facerec.recognition.embed"])
     assert meta["run"] == str(run.resolve())
     for r, image in zip(rows[:3], [folder / people[0].name, folder / people[1].name, people[2]]):
         emb = np.asarray(r["embedding"], dtype=np.float32)
@@ -148,7 +146,7 @@ def test_embed_images_and_folders_through_the_training_path(tmp_path: Path, lfw_
 
 
 def test_embed_refuses_missing_inputs_and_other_outputs(tmp_path: Path) -> None:
-    from facerec.embed import EmbedConfig, embed_images, list_images
+    from facerec.recognition.embed import EmbedConfig, embed_images, list_images
 
     with pytest.raises(ConfigError, match="does not exist"):
         list_images([tmp_path / "nope"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facerec.errors import SourceError
-from facerec.model.lfw import lfw_report, pair_images, read_pairs, score_lfw_pairs, subset_pairs
+from facerec.evaluation.lfw import lfw_report, pair_images, read_pairs, score_lfw_pairs, subset_pairs
 
 
 def test_parser_reads_the_real_view2_file(lfw_dir: Path) -> None:
@@ -104,12 +104,13 @@ def test_a_trained_run_goes_through_the_training_data_path(lfw_dir: Path, tmp_pa
     32 px features -> the run's channels -> mirrored embeddings; 1 + 1 pairs per fold."""
     from store_builder import build_feature_set
 
-    from facerec.model import train_recognizer as tr
-    from facerec.model.lfw import eval_lfw_run
+    from facerec.recognition import train as tr
+    from facerec.recognition.config import TrainConfig
+    from facerec.recognition.lfw import eval_lfw_run
 
     zarr_path, _ = build_feature_set(tmp_path / "train_store", lfw_dir, num_identities=8, per_identity=4, size=32,
                                      chunk_rows=8, shard_size=32, invalid_rows=())
-    cfg = tr.TrainConfig(store=str(zarr_path), out=str(tmp_path / "run"), backbone="resnet18", embedding_size=32,
+    cfg = TrainConfig(store=str(zarr_path), out=str(tmp_path / "run"), backbone="resnet18", embedding_size=32,
                          img_size=32, epochs=1, batch_size=8, num_workers=0, device="cpu", max_steps=1,
                          evaluate_after=False, holdout_identity_frac=0.2)
     tr.main(cfg)

@@ -167,7 +167,7 @@ TRAIN_SIZE, TRAIN_EPOCHS = 32, 2
 
 
 def _train_config(store: str, out: Path, **kw):
-    from facerec.model.train_recognizer import TrainConfig
+    from facerec.recognition.config import TrainConfig
 
     base = dict(store=store, out=str(out), backbone="resnet18", stem="imagenet", embedding_size=32, img_size=TRAIN_SIZE,
                 epochs=TRAIN_EPOCHS, batch_size=8, lr=2e-3, warmup_epochs=0.5, num_workers=0, device="cpu",
@@ -191,8 +191,8 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint_as_if_never_kille
     import torch
 
     from facerec.faults import KILL_AT_STEP_ENV
-    from facerec.model import train_recognizer as tr
-    from facerec.model.runs import RunFolder
+    from facerec.recognition import train as tr
+    from facerec.training.runs import RunFolder
 
     from conftest import REPO
     from store_builder import build_feature_set
@@ -206,7 +206,7 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint_as_if_never_kille
 
     kill_at = per_epoch + per_epoch // 2 + 1                                         # mid-epoch 2
     config = dataclasses.asdict(_train_config(store, run))
-    code = ("import json, sys; from facerec.model.train_recognizer import TrainConfig, main; "
+    code = ("import json, sys; from facerec.recognition.config import TrainConfig; from facerec.recognition.train import main; "
             "main(TrainConfig(**json.loads(sys.argv[1])))")
     killed = subprocess.run([sys.executable, "-c", code, json.dumps(config)], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, KILL_AT_STEP_ENV: str(kill_at)}, timeout=600)

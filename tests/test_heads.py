@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from facerec.errors import ConfigError
-from facerec.model.heads import MARGIN_TYPES, MarginHead
+from facerec.recognition.heads import MARGIN_TYPES, MarginHead
 
 
 @pytest.mark.parametrize("margin_type", MARGIN_TYPES)

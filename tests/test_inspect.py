@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facerec.errors import SchemaMismatchError, StoreError
-from facerec.store_summary import abs_yaw_histogram, inspect_store, text_histogram
+from facerec.store.summary import abs_yaw_histogram, inspect_store, text_histogram
 from facerec.schemas import tables
 from facerec.schemas.zarr_layout import FeatureLayout
 from facerec.store.feature_arrays import create_feature_group

@@ -39,8 +39,8 @@ def _lfw_crops(lfw_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_run(path: Path, config: dict, plots: bool) -> Path:
-    from facerec.model.plots import plot_roc, plot_training_curves, plot_yaw_bins
-    from facerec.model.runs import RunFolder
+    from facerec.evaluation.plots import plot_roc, plot_training_curves, plot_yaw_bins
+    from facerec.training.runs import RunFolder
 
     with RunFolder(path) as run:
         run.save_config(config)

@@ -58,7 +58,7 @@ def test_hf_token_is_never_logged_or_written_to_the_store(lfw_dir: Path, tmp_pat
 
 
 def test_checkpoints_refuse_pickled_objects(tmp_path: Path) -> None:
-    from facerec.model.runs import RunFolder
+    from facerec.training.runs import RunFolder
 
     run = RunFolder(tmp_path / "run")
     marker = tmp_path / "code_ran"

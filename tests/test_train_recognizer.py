@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from facerec.errors import ConfigError, TrainingError
-from facerec.model import train_recognizer as tr
-from facerec.model.runs import RunFolder
-from facerec.model.schedule import warmup_cosine, warmup_cosine_factor
+from facerec.recognition import train as tr
+from facerec.recognition.config import TrainConfig
+from facerec.recognition.data import build_data
+from facerec.training.devices import resolve_amp
+from facerec.training.runs import RunFolder
+from facerec.training.schedule import warmup_cosine, warmup_cosine_factor
 
 SIZE = 32
 
@@ -29,12 +32,12 @@ def crops_store(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(zarr_path)
 
 
-def _config(store: str, out: Path, **kw) -> tr.TrainConfig:
+def _config(store: str, out: Path, **kw) -> TrainConfig:
     base = dict(store=store, out=str(out), backbone="resnet18", embedding_size=32, img_size=SIZE, epochs=2,
                 batch_size=8, lr=2e-3, warmup_epochs=0.5, num_workers=0, device="cpu", augment=False,
                 holdout_identity_frac=0.2, log_every=1, evaluate_after=False)
     base.update(kw)
-    return tr.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 # ------------------------------------------------------------------------------------------- pieces
@@ -76,22 +79,22 @@ def test_run_folder_round_trips_config_metrics_and_checkpoints(tmp_path: Path) -
 
 def test_config_refuses_unknown_choices() -> None:
     with pytest.raises(ConfigError, match="bf16"):
-        tr.TrainConfig(store="s", out="o", amp="fp8")
+        TrainConfig(store="s", out="o", amp="fp8")
     with pytest.raises(ConfigError, match="resnet18"):
-        tr.TrainConfig(store="s", out="o", backbone="vit")
+        TrainConfig(store="s", out="o", backbone="vit")
     with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
-        tr.resolve_amp("fp16", torch.device("cpu"))
-    assert tr.resolve_amp("auto", torch.device("cpu")) is None
+        resolve_amp("fp16", torch.device("cpu"))
+    assert resolve_amp("auto", torch.device("cpu")) is None
 
 
 # ------------------------------------------------------------------------------------------- training
 def test_a_few_epochs_on_real_crops_lower_the_loss(crops_store: str, tmp_path: Path) -> None:
-    from facerec.model.recognizer import ModelSpec, build_recognizer
+    from facerec.recognition.model import ModelSpec, build_recognizer
     from facerec.store.open_store import open_feature_set
 
     cfg = _config(crops_store, tmp_path / "run", epochs=5)
     torch.manual_seed(0)
-    data = tr.build_data(cfg, open_feature_set(crops_store))
+    data = build_data(cfg, open_feature_set(crops_store))
     spec = ModelSpec("resnet18", data.train.num_channels, data.num_classes, img_size=SIZE, embedding_size=32)
     model = build_recognizer(spec)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -172,7 +175,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(crops_store:
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
     real = tr.F.cross_entropy
-    steps_per_epoch = len(tr.build_data(_config(crops_store, tmp_path / "probe"), _open(crops_store)).sampler)
+    steps_per_epoch = len(build_data(_config(crops_store, tmp_path / "probe"), _open(crops_store)).sampler)
 
     def poisoned(logits, labels, **kw):
         loss = real(logits, labels, **kw)
@@ -232,8 +235,8 @@ def test_cli_trains_then_evaluates_on_a_pipeline_store(lfw_dir: Path, tmp_path_f
 def test_evaluation_embeddings_are_mirror_invariant(crops_store: str) -> None:
     """normalize(f(x) + f(mirror x)) is the same for a face and its mirror image: the mirror flips every
     channel and swaps the left/right heatmap channels, and mirroring twice gives the face back."""
-    from facerec.model.evaluate import embed_batch
-    from facerec.model.recognizer import ModelSpec, build_recognizer
+    from facerec.recognition.inference import embed_batch
+    from facerec.recognition.model import ModelSpec, build_recognizer
     from facerec.store.dataset import FaceStoreDataset
     from facerec.store.transforms import RandomHorizontalFlip
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from facerec.errors import ConfigError
-from facerec.model.metrics import best_threshold, tar_at_far, verification_metrics
-from facerec.model.verification import cosine_scores, ten_fold_accuracy, yaw_bin_of, yaw_binned_metrics
+from facerec.evaluation.metrics import best_threshold, tar_at_far, verification_metrics
+from facerec.evaluation.verification import cosine_scores, ten_fold_accuracy, yaw_bin_of, yaw_binned_metrics
 
 
 def test_best_threshold_matches_a_brute_force_search() -> None:

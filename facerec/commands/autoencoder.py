@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from facerec.commands.options import Device, Extractor, ImgSize, OutDir, RunDir, Seed, Store
-from facerec.model.train_autoencoder import AutoencoderConfig
+from facerec.frontalization.train import AutoencoderConfig, evaluate_run, main
 
 # Defaults come from the config dataclass, so the CLI and the library never disagree.
 _D = {f.name: f.default for f in dataclasses.fields(AutoencoderConfig)}
@@ -53,7 +53,6 @@ def register(app: typer.Typer) -> None:
         seed: Seed = _D["seed"],
     ) -> None:
         """Train the landmark autoencoder (posed landmarks + pose -> canonical landmarks), then evaluate it."""
-        from facerec.model.train_autoencoder import main
 
         cfg = AutoencoderConfig(store=store, extractor=extractor, out=str(out), img_size=img_size, epochs=epochs,
                                 batch_size=batch_size, lr=lr, width=width, depth=depth, code_size=code_size,
@@ -69,7 +68,6 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
         """Re-evaluate a landmark-autoencoder run on its held-out identities (NME by |yaw| bin vs baselines)."""
-        from facerec.model.train_autoencoder import evaluate_run
 
         summary = evaluate_run(run, store, device)
         if as_json:

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from facerec.commands.options import Conf, Extractor, ImgSize, Master, Seed, ShardSize, Store
+from facerec.pipeline.build import build_store
+from facerec.pipeline.spark import parse_conf
 
 
 def register(app: typer.Typer) -> None:
@@ -24,8 +26,6 @@ def register(app: typer.Typer) -> None:
         conf: Conf = None,
     ) -> None:
         """Build the whole feature store from images; stages already finished in STORE are reused, interrupted ones resume."""
-        from facerec.pipeline.build import build_store
-        from facerec.pipeline.spark import parse_conf
 
         def show(result) -> None:
             for line in result.lines():

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from facerec.commands.options import Conf, Extractor, ImgSize, Master, Overwrite, Store
+from facerec.pipeline.canonical import CanonicalConfig, run_canonical
+from facerec.pipeline.spark import parse_conf
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +24,6 @@ def register(app: typer.Typer) -> None:
         overwrite: Overwrite = False,
     ) -> None:
         """Write STORE/identities/<extractor>-<size>/: canonical landmarks, pose deviation and counts per identity."""
-        from facerec.pipeline.canonical import CanonicalConfig, run_canonical
-        from facerec.pipeline.spark import parse_conf
 
         config = CanonicalConfig(store=store, extractor=extractor, img_size=img_size, k=k, master=master,
                                  conf=parse_conf(conf), overwrite=overwrite)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from facerec.commands.options import Master
-from facerec.demo import DemoConfig
+from facerec.demo import DemoConfig, run_demo
 
 d = DemoConfig()   # the defaults live in DemoConfig only; options left out (None) keep them
 
@@ -60,7 +60,6 @@ class RichObserver:
 
 
 def register(app: typer.Typer) -> None:
-
     @app.command("demo")
     def demo_cmd(
         source: Annotated[Optional[str], typer.Option(
@@ -87,7 +86,6 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Rebuild the store in OUT instead of reusing it.")] = False,
     ) -> None:
         """Run ingest -> landmarks -> features -> canonical -> training (recogniser, autoencoder) -> evaluation -> report."""
-        from facerec.demo import run_demo
 
         given = dict(source=source, out=out, max_images=max_images, max_identities=max_identities,
                      min_images=min_images, max_per_identity=max_per_identity, extractor=extractor, img_size=img_size,

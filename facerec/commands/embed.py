@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from facerec.commands.options import Device, RunDir
+from facerec.recognition.embed import EmbedConfig, embed_images
+from facerec.recognition.export import export_onnx
 
 Checkpoint = Annotated[str, typer.Option("--checkpoint", help="Checkpoint file in RUN/checkpoints (last.pt or best.pt).")]
 
@@ -25,7 +27,6 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
     ) -> None:
         """Embed new images through the training path: landmarks, alignment, heatmaps, mirror-summed, L2-normalised."""
-        from facerec.embed import EmbedConfig, embed_images
 
         result = embed_images(EmbedConfig(run=run, inputs=tuple(inputs), out=out, store=store, checkpoint=checkpoint,
                                           batch_size=batch_size, device=device))
@@ -41,7 +42,6 @@ def register(app: typer.Typer) -> None:
         atol: Annotated[float, typer.Option("--atol", help="Largest accepted |onnxruntime - PyTorch| difference.")] = 1e-4,
     ) -> None:
         """Export the run's embedding network to ONNX (dynamic batch), checked against PyTorch with onnxruntime."""
-        from facerec.export_onnx import export_onnx
 
         for line in export_onnx(run, onnx, checkpoint=checkpoint, opset=opset, atol=atol).lines():
             typer.echo(line)

@@ -9,6 +9,7 @@ import typer
 
 from facerec.commands.options import Device
 from facerec.errors import ConfigError
+from facerec.evaluation import lfw
 
 EMBEDDERS = ("dlib",)
 
@@ -28,14 +29,14 @@ def register(app: typer.Typer) -> None:
         """10-fold LFW accuracy (threshold chosen on 9 folds), its std, and AUC; writes lfw_<name>.json and the ROC."""
         from rich.console import Console
 
-        from facerec.model import lfw
+        from facerec.recognition.lfw import eval_lfw_run
 
         if (run is None) == (embedder is None):
             raise ConfigError("eval-lfw: pass exactly one of --run RUNDIR or --embedder dlib")
         if embedder is not None and embedder not in EMBEDDERS:
             raise ConfigError(f"unknown embedder {embedder!r}; expected one of: {', '.join(EMBEDDERS)}")
         if run is not None:
-            report = lfw.eval_lfw_run(lfw_dir, run, out=out, pairs_file=pairs_file, per_fold=per_fold,
+            report = eval_lfw_run(lfw_dir, run, out=out, pairs_file=pairs_file, per_fold=per_fold,
                                       device=device, checkpoint=checkpoint)
         else:
             report = lfw.eval_lfw_dlib(lfw_dir, out or Path(f"lfw-{embedder}"), pairs_file=pairs_file, per_fold=per_fold)

@@ -43,6 +43,6 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Seed of the pair draw.")] = 0,
     ) -> None:
         """Verification (AUC, accuracy, TAR@FAR, by |yaw|) of RUN on identities it never trained on; writes RUN/eval.json and plots."""
-        from facerec.model.evaluate import evaluate_run
+        from facerec.recognition.evaluate import evaluate_run
 
         print_report(evaluate_run(run, store, device=device, num_pairs=pairs, checkpoint=checkpoint, seed=seed))

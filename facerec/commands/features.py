@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from facerec.commands.options import Conf, Extractor, ImgSize, Master, Overwrite, Partitions, Store
+from facerec.pipeline.feature_stage import FeaturesConfig, run_features
+from facerec.pipeline.spark import parse_conf
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +33,6 @@ def register(app: typer.Typer) -> None:
 
         Writes STORE/features/<extractor>-<size>.zarr and its .index table, one Spark task per shard. A rerun of a finished stage does nothing; an interrupted one computes only the missing shards.
         """
-        from facerec.pipeline.feature_stage import FeaturesConfig, run_features
-        from facerec.pipeline.spark import parse_conf
 
         config = FeaturesConfig(
             store=store, extractor=extractor, img_size=img_size, sigma=sigma, heatmap_dtype=heatmap_dtype,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from facerec.commands.options import Conf, Extractor, Master, Overwrite, Partitions, Store
+from facerec.pipeline.spark import parse_conf
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,6 @@ def register(app: typer.Typer) -> None:
         Writes STORE/landmarks/<extractor>/; images without a face get a row with detected=false. A rerun of a finished stage does nothing; an interrupted one computes only the missing shards.
         """
         from facerec.pipeline.landmark_stage import LandmarksConfig, run_landmarks
-        from facerec.pipeline.spark import parse_conf
 
         config = LandmarksConfig(store=store, extractor=extractor, master=master, conf=parse_conf(conf),
                                  partitions=partitions, overwrite=overwrite)

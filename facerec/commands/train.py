@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from facerec.commands.evaluate import print_report
 from facerec.commands.options import Device, ImgSize, OutDir, Seed, Store
+from facerec.recognition.config import TrainConfig
+from facerec.training.distributed import launch_self
+
+
+def _default(name: str):
+    """The ``TrainConfig`` default of a field: the one source of this command's option defaults."""
+    return TrainConfig.__dataclass_fields__[name].default
 
 
 class TrueFalse(str, Enum):
@@ -27,45 +35,43 @@ def register(app: typer.Typer) -> None:
         store: Store,
         out: OutDir,
         extractor: Annotated[Optional[str], typer.Option(
-            "--extractor", help="Feature set's landmark extractor (mediapipe, dlib, template); default the store's only one.")] = None,
-        use_heatmaps: Annotated[TrueFalse, _bool_option("--use-heatmaps", "Add the 6 landmark heatmap channels.")] = TrueFalse.true,
-        add_mask_channel: Annotated[TrueFalse, _bool_option("--add-mask-channel", "Add the face-hull mask channel.")] = TrueFalse.false,
-        use_cosface: Annotated[TrueFalse, _bool_option("--use-cosface", "CosFace margin instead of ArcFace.")] = TrueFalse.false,
+            "--extractor", help="Feature set's landmark extractor (mediapipe, dlib, template); default the store's only one.")] = _default("extractor"),
+        use_heatmaps: Annotated[TrueFalse, _bool_option("--use-heatmaps", "Add the 6 landmark heatmap channels.")] = TrueFalse(str(_default("use_heatmaps")).lower()),
+        add_mask_channel: Annotated[TrueFalse, _bool_option("--add-mask-channel", "Add the face-hull mask channel.")] = TrueFalse(str(_default("add_mask_channel")).lower()),
+        use_cosface: Annotated[TrueFalse, _bool_option("--use-cosface", "CosFace margin instead of ArcFace.")] = TrueFalse(str(_default("use_cosface")).lower()),
         group_all_landmarks: Annotated[bool, typer.Option(
-            "--group-all-landmarks", help="One heatmap channel per landmark (478 or 68) instead of 6 groups.")] = False,
-        img_size: ImgSize = 112,
-        backbone: Annotated[str, typer.Option("--backbone", help="resnet18, resnet34 or resnet50.")] = "resnet50",
-        stem: Annotated[str, typer.Option("--stem", help="face (3x3/1, no max-pool) or imagenet (7x7/2 + max-pool).")] = "face",
-        epochs: Annotated[int, typer.Option("--epochs")] = 20,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
-        lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate (linear warm-up, then cosine).")] = 1e-3,
-        weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.05,
-        warmup_epochs: Annotated[float, typer.Option("--warmup-epochs")] = 1.0,
-        grad_clip: Annotated[Optional[float], typer.Option("--grad-clip", help="Max gradient norm; 0 turns clipping off.")] = 5.0,
-        amp: Annotated[str, typer.Option("--amp", help="auto (bf16, else fp16, on CUDA), bf16, fp16 or off.")] = "auto",
-        channels_last: Annotated[str, typer.Option("--channels-last", help="auto (on for CUDA), on or off.")] = "auto",
-        augment: Annotated[TrueFalse, _bool_option("--augment", "Joint flip + small zoom/shift of all channels.")] = TrueFalse.true,
-        holdout_identity_frac: Annotated[float, typer.Option("--holdout-identity-frac", help="Identities held out for verification.")] = 0.1,
-        holdout_image_frac: Annotated[float, typer.Option("--holdout-image-frac", help="Images of training identities held out for validation.")] = 0.1,
-        device: Device = "auto",
-        num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes.")] = 4,
-        max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = None,
-        checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", min=1, help="Also checkpoint every N steps inside an epoch (a crash loses at most N steps; --resume continues).")] = None,
-        seed: Seed = 0,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+            "--group-all-landmarks", help="One heatmap channel per landmark (478 or 68) instead of 6 groups.")] = _default("group_all_landmarks"),
+        img_size: ImgSize = _default("img_size"),
+        backbone: Annotated[str, typer.Option("--backbone", help="resnet18, resnet34 or resnet50.")] = _default("backbone"),
+        stem: Annotated[str, typer.Option("--stem", help="face (3x3/1, no max-pool) or imagenet (7x7/2 + max-pool).")] = _default("stem"),
+        epochs: Annotated[int, typer.Option("--epochs")] = _default("epochs"),
+        batch_size: Annotated[int, typer.Option("--batch-size")] = _default("batch_size"),
+        lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate (linear warm-up, then cosine).")] = _default("lr"),
+        weight_decay: Annotated[float, typer.Option("--weight-decay")] = _default("weight_decay"),
+        warmup_epochs: Annotated[float, typer.Option("--warmup-epochs")] = _default("warmup_epochs"),
+        grad_clip: Annotated[Optional[float], typer.Option("--grad-clip", help="Max gradient norm; 0 turns clipping off.")] = _default("grad_clip"),
+        amp: Annotated[str, typer.Option("--amp", help="auto (bf16, else fp16, on CUDA), bf16, fp16 or off.")] = _default("amp"),
+        channels_last: Annotated[str, typer.Option("--channels-last", help="auto (on for CUDA), on or off.")] = _default("channels_last"),
+        augment: Annotated[TrueFalse, _bool_option("--augment", "Joint flip + small zoom/shift of all channels.")] = TrueFalse(str(_default("augment")).lower()),
+        holdout_identity_frac: Annotated[float, typer.Option("--holdout-identity-frac", help="Identities held out for verification.")] = _default("holdout_identity_frac"),
+        holdout_image_frac: Annotated[float, typer.Option("--holdout-image-frac", help="Images of training identities held out for validation.")] = _default("holdout_image_frac"),
+        device: Device = _default("device"),
+        num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes.")] = _default("num_workers"),
+        max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = _default("max_steps"),
+        checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", min=1, help="Also checkpoint every N steps inside an epoch (a crash loses at most N steps; --resume continues).")] = _default("checkpoint_every"),
+        seed: Seed = _default("seed"),
+        resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = _default("resume"),
         data_root: Annotated[Optional[str], typer.Option(
-            "--data-root", help="An ImageFolder to build (or reuse) the store from before training.")] = None,
+            "--data-root", help="An ImageFolder to build (or reuse) the store from before training.")] = _default("data_root"),
         nproc: Annotated[int, typer.Option(
             "--nproc", min=1, help="Train with N processes on this machine (DDP, one GPU each, or gloo on CPU): "
                                    "re-launches this command under torch.distributed.run.")] = 1,
     ) -> None:
         """Train the recogniser (ResNet + ArcFace/CosFace) on STORE; writes the run folder --out."""
         if nproc > 1:
-            from facerec.distributed import launch_self
-
             launch_self(nproc)
             return
-        from facerec.model.train_recognizer import TrainConfig, main
+        from facerec.recognition.workflow import build_train_evaluate   # torch, pyspark: only when training
 
         cfg = TrainConfig(
             store=store, out=str(out), extractor=extractor, img_size=img_size,
@@ -78,7 +84,7 @@ def register(app: typer.Typer) -> None:
             checkpoint_every=checkpoint_every,
             seed=seed, resume=resume, data_root=data_root,
         )
-        result = main(cfg)
+        result = build_train_evaluate(cfg)
         _print_result(result)
 
 
@@ -91,6 +97,4 @@ def _print_result(result) -> None:
         if isinstance(value, float):
             console.print(f"  {key}: {value:.4f}")
     if result.evaluation:
-        from facerec.commands.evaluate import print_report
-
         print_report(result.evaluation)

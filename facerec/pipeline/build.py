@@ -11,7 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from facerec.pipeline.canonical import CanonicalConfig, run_canonical
+from facerec.pipeline.feature_stage import FeaturesConfig, run_features
 from facerec.pipeline.report import StageResult
+from facerec.pipeline.spark import spark_session
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -40,11 +43,8 @@ def build_store(
     Settings of stages already finished win: a finished ingest is reused even if ``seed`` differs
     (ingest logs a warning); rebuild a stage with its own command and ``--overwrite``.
     """
-    from facerec.pipeline.canonical import CanonicalConfig, run_canonical
-    from facerec.pipeline.feature_stage import FeaturesConfig, run_features
     from facerec.pipeline.ingest import IngestConfig, run_ingest
     from facerec.pipeline.landmark_stage import LandmarksConfig, run_landmarks
-    from facerec.pipeline.spark import spark_session
 
     conf = dict(conf or {})
     results: list[StageResult] = []

@@ -26,9 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import ConfigError, FacerecError, StageNotReadyError, StoreError
+from facerec.pipeline.feature_stage import read_shard_table
 from facerec.pipeline.report import StageResult
+from facerec.pipeline.spark import spark_session
 from facerec.schemas import tables
-from facerec.store.layout import StoreLayout
+from facerec.schemas.zarr_layout import LANDMARKS
+from facerec.store.feature_arrays import open_feature_group
+from facerec.store.fs import resolve, write_json_atomic, write_parquet_atomic
+from facerec.store.layout import StoreLayout, shard_file
+from facerec.store.integrity import finished_stage_fields, write_recorded_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,9 +86,6 @@ def aggregate_canonical(points: np.ndarray, pose: np.ndarray, k: int) -> tuple[n
 # ------------------------------------------------------------------------------------------ Spark tasks
 def _landmarks_array(zarr_url: str):
     """Opened per task, not cached: a rebuilt group must never be read through stale metadata."""
-    from facerec.store.feature_arrays import open_feature_group
-    from facerec.store.fs import resolve
-    from facerec.schemas.zarr_layout import LANDMARKS
 
     group, _ = open_feature_group(resolve(zarr_url))
     return group[LANDMARKS]
@@ -121,7 +124,6 @@ def _index_files(index) -> list[str]:
     import pyarrow.parquet as pq
 
     from facerec.pipeline.landmark_stage import finished_shards
-    from facerec.store.layout import shard_file
 
     urls = []
     for shard in sorted(finished_shards(index)):
@@ -171,11 +173,6 @@ def identities_frame(spark: "SparkSession", index_urls: list[str], zarr_url: str
 def run_canonical(config: CanonicalConfig, spark: "SparkSession | None" = None) -> StageResult:
     """Compute the identities table of a finished feature set; a finished one is left alone."""
     import pyarrow.compute as pc
-
-    from facerec.pipeline.spark import spark_session
-    from facerec.store.feature_arrays import open_feature_group
-    from facerec.store.fs import write_json_atomic
-    from facerec.store.integrity import finished_stage_fields, write_recorded_parquet
 
     t0 = time.perf_counter()
     if config.k < 1:
@@ -229,7 +226,6 @@ def run_canonical(config: CanonicalConfig, spark: "SparkSession | None" = None) 
 
 def read_identities(store: str, extractor: str, img_size: int) -> Any:
     """The identities table of a finished canonical stage (pyarrow Table, schema checked)."""
-    from facerec.pipeline.feature_stage import read_shard_table
 
     out = StoreLayout.at(store).identities(extractor, img_size)
     if not StoreLayout.is_finished(out):

@@ -26,12 +26,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
-from facerec.geometry.heatmaps import HEATMAP_DTYPES, default_sigma
+from facerec.geometry.alignment import AlignmentError, align_face, center_crop
+from facerec.geometry.face_mask import face_mask
+from facerec.geometry.heatmaps import HEATMAP_DTYPES, default_sigma, group_heatmaps, quantize
+from facerec.geometry.landmark_sets import LANDMARK_SETS, landmark_set
 from facerec.pipeline.report import ShardCounts, StageResult
-from facerec.schemas import tables
+from facerec.pipeline.spark import run_shards, spark_session
+from facerec.schemas import tables, zarr_layout as zl
 from facerec.schemas.zarr_layout import FeatureLayout, default_chunk_rows
-from facerec.store.fs import Location
+from facerec.store.feature_arrays import COMPRESSORS, create_feature_group, open_feature_group
+from facerec.store.fs import Location, read_parquet_checked, remove_tmp_debris, write_json_atomic, write_parquet_atomic
 from facerec.store.layout import StoreLayout, shard_file
+from facerec.store.integrity import chunk_records, finished_stage_fields, write_recorded_parquet
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -66,9 +72,6 @@ class FeaturesConfig:
         return default_sigma(self.img_size) if self.sigma is None else float(self.sigma)
 
     def validate(self) -> None:
-        from facerec.geometry.landmark_sets import LANDMARK_SETS
-        from facerec.store.feature_arrays import COMPRESSORS
-
         if self.extractor not in LANDMARK_SETS:
             raise choice_error("extractor", self.extractor, tuple(LANDMARK_SETS))
         if self.heatmap_dtype not in HEATMAP_DTYPES:
@@ -86,13 +89,8 @@ class FeaturesConfig:
 # ---------------------------------------------------------------------------------------------- inputs
 def read_shard_table(loc: Location, schema: "pa.Schema", columns: list[str]) -> "pa.Table":
     """``columns`` of one Parquet shard file, after checking its table kind and layout version."""
-    import pyarrow.parquet as pq
-
     try:
-        with loc.fs.open(loc.path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
-            tables.check_table_schema(pf.schema_arrow, schema, str(loc))
-            return pf.read(columns=columns)
+        return read_parquet_checked(loc, schema, columns)
     except FileNotFoundError as exc:
         raise StoreError(f"missing shard {loc}") from exc
 
@@ -136,12 +134,8 @@ def _join(samples: "pa.Table", landmarks: "pa.Table", where: str) -> tuple[list[
 
 def _row_features(sample: dict, lm: dict | None, lset, layout: FeatureLayout) -> tuple[str, dict[str, np.ndarray] | None]:
     """(status, arrays) of one sample; arrays None means all zero. Pure, no I/O."""
-    from facerec.geometry.alignment import AlignmentError, align_face, center_crop
     from facerec.pipeline.decode import ImageRejected, decode_rgb
-    from facerec.geometry.face_mask import face_mask
-    from facerec.geometry.heatmaps import group_heatmaps, quantize
     from facerec.pipeline.landmark_stage import NO_FACE
-    from facerec.schemas import zarr_layout as zl
 
     if sample["status"] != tables.STATUS_OK:
         return sample["status"], None
@@ -165,11 +159,7 @@ def _row_features(sample: dict, lm: dict | None, lset, layout: FeatureLayout) ->
 
 def compute_shard(job: ShardJob, shard: int) -> dict[str, Any]:
     """Compute, write and commit one shard; returns its ``ShardCounts`` summary plus timings."""
-    from facerec.geometry.landmark_sets import landmark_set
     from facerec.pipeline.landmark_stage import read_samples_shard
-    from facerec.schemas import zarr_layout as zl
-    from facerec.store.feature_arrays import open_feature_group
-    from facerec.store.integrity import chunk_records, write_recorded_parquet
 
     t0 = time.perf_counter()
     layout, store = job.layout, StoreLayout.at(job.store)
@@ -253,7 +243,6 @@ def _index_counts(index_folder: Location, shards: list[int]) -> dict[str, Any]:
 
 def plan_layout(config: FeaturesConfig, store: StoreLayout) -> FeatureLayout:
     """The FeatureLayout this config asks for, from the finished samples and landmarks stages."""
-    from facerec.geometry.landmark_sets import landmark_set
 
     lm_folder = store.landmarks(config.extractor)
     if not StoreLayout.is_finished(lm_folder):
@@ -272,8 +261,6 @@ def plan_layout(config: FeaturesConfig, store: StoreLayout) -> FeatureLayout:
 
 def _prepare_group(config: FeaturesConfig, store: StoreLayout, layout: FeatureLayout) -> bool:
     """Create (or check) the Zarr group; True when the stage is already finished with this layout."""
-    from facerec.store.feature_arrays import create_feature_group, open_feature_group
-    from facerec.store.fs import remove_tmp_debris
 
     zloc = store.features_zarr(config.extractor, config.img_size)
     index = store.features_index(config.extractor, config.img_size)
@@ -298,9 +285,6 @@ def _prepare_group(config: FeaturesConfig, store: StoreLayout, layout: FeatureLa
 def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) -> StageResult:
     """Run (or resume) the features stage; returns counts in = ok + rejected over all shards."""
     from facerec.pipeline.landmark_stage import finished_shards
-    from facerec.pipeline.spark import run_shards, spark_session
-    from facerec.store.fs import remove_tmp_debris, write_json_atomic
-    from facerec.store.integrity import finished_stage_fields
 
     t0 = time.perf_counter()
     config.validate()

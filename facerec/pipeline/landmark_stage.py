@@ -29,16 +29,17 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from facerec.errors import StageNotReadyError, StoreError
+from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
+from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
+from facerec.geometry.pose import estimate_head_pose
 from facerec.pipeline.decode import ImageRejected, decode_rgb
 from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
-from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
 from facerec.pipeline.report import ShardCounts, StageResult
-from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK, check_table_schema
+from facerec.pipeline.spark import run_shards, spark_session
+from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK
 from facerec.store import fs
-from facerec.store.fs import Location
+from facerec.store.fs import Location, read_parquet_checked
 from facerec.store.integrity import finished_stage_fields, write_recorded_parquet
 from facerec.store.layout import StoreLayout, shard_file
 
@@ -85,7 +86,6 @@ def extract_landmarks_row(extractor: LandmarkExtractor, lset: LandmarkSet, sampl
     yaw/pitch/roll in degrees (``facerec.geometry.pose``). Never raises for a bad image or a failing
     extractor: the row's status says what happened.
     """
-    from facerec.geometry.pose import estimate_head_pose
 
     row = _empty_row(extractor, lset, sample)
     if sample["status"] != STATUS_OK:
@@ -117,11 +117,7 @@ def extract_landmarks_row(extractor: LandmarkExtractor, lset: LandmarkSet, sampl
 # ------------------------------------------------------------------------------------------- shards
 def read_samples_shard(samples: Location, shard: int, columns: list[str] | None = None) -> pa.Table:
     """One samples shard, its schema checked against ``SAMPLES``."""
-    loc = samples.child(shard_file(shard))
-    with loc.fs.open(loc.path, "rb") as fh:
-        pf = pq.ParquetFile(fh)
-        check_table_schema(pf.schema_arrow, SAMPLES, str(loc))
-        return pf.read(columns=columns)
+    return read_parquet_checked(samples.child(shard_file(shard)), SAMPLES, columns)
 
 
 def landmark_shard(store: str, extractor_name: str, shard: int) -> dict[str, Any]:
@@ -166,10 +162,7 @@ def finished_shards(folder: Location) -> set[int]:
 def counts_of_shard(layout: StoreLayout, extractor: str, shard: int) -> dict[str, Any]:
     """Counts of a shard committed by an earlier run, read back from its status column."""
     loc = layout.landmarks(extractor).child(shard_file(shard))
-    with loc.fs.open(loc.path, "rb") as fh:
-        pf = pq.ParquetFile(fh)
-        check_table_schema(pf.schema_arrow, LANDMARKS, str(loc))
-        statuses = pf.read(columns=["status"]).column("status").to_pylist()
+    statuses = read_parquet_checked(loc, LANDMARKS, ["status"]).column("status").to_pylist()
     counts = ShardCounts()
     for status in statuses:
         counts.add(status)
@@ -178,8 +171,6 @@ def counts_of_shard(layout: StoreLayout, extractor: str, shard: int) -> dict[str
 
 # ------------------------------------------------------------------------------------------- driver
 def _check_config(config: LandmarksConfig) -> None:
-    from facerec.errors import ConfigError, choice_error
-
     if config.extractor not in EXTRACTORS:
         raise choice_error("extractor", config.extractor, tuple(EXTRACTORS))
     if config.partitions is not None and config.partitions < 1:
@@ -206,7 +197,6 @@ def _drop_stale_output(out: Location, samples_digest: str | None) -> None:
 
 def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) -> StageResult:
     """Run (or resume, or skip) the landmarks stage over every samples shard; returns its counts."""
-    from facerec.pipeline.spark import run_shards, spark_session
 
     _check_config(config)
     start = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from facerec.errors import StoreError
 
 
 @dataclass
@@ -55,7 +56,6 @@ class StageResult:
 
     def check_balanced(self) -> None:
         """in = ok + rejected, or the stage lost rows: refuse to report success."""
-        from facerec.errors import StoreError
 
         if self.rows_in != self.ok + self.rejected_total:
             raise StoreError(

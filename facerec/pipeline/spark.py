@@ -17,6 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+from facerec.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -32,7 +33,6 @@ _SUMMARY_DDL = "shard INT, summary STRING"
 
 def parse_conf(pairs: Iterable[str] | None) -> dict[str, str]:
     """``["k=v", ...]`` from ``--conf`` options into a dict, refusing malformed entries."""
-    from facerec.errors import ConfigError
 
     conf: dict[str, str] = {}
     for pair in pairs or ():
@@ -131,7 +131,6 @@ def task_failure(description: str, exc: BaseException) -> "FacerecError":
     there; otherwise Spark's reason for the last lost task (e.g. "Python worker exited unexpectedly
     (crashed)"). Shards committed before the failure stay; rerunning the stage computes only the rest.
     """
-    from facerec.errors import StoreError
 
     text = str(exc)
     found = _WORKER_ERROR.findall(text)

@@ -1,7 +1,7 @@
 """Build a run's report: ``report.html`` (self-contained) and ``report.md`` (links PNG files).
 
 Sources, nothing recomputed that another part already wrote:
-- the store: counts and rejects by reason per stage (``facerec.store_summary``), head pose of the extractor's
+- the store: counts and rejects by reason per stage (``facerec.store.summary``), head pose of the extractor's
   landmarks, a grid of aligned crops with their heatmaps read from the Zarr arrays;
 - the recogniser's run folder: config.json, metrics.jsonl, evaluation JSON, and the PNG plots the
   training and evaluation code wrote under ``plots/`` (training curves, ROC, yaw bins), linked as is;
@@ -26,21 +26,22 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import StoreError
-from facerec.store_summary import StoreSummary, format_bytes, inspect_store, read_columns, rejected_text, stage_label
+from facerec.geometry.heatmaps import dequantize
+from facerec.geometry.landmark_sets import HEATMAP_GROUP_NAMES
 from facerec.report import figures
-from facerec.report.document import (
-    Document, Figure, Paragraph, Row, Section, Swatches, Table, render_html, render_markdown,
-)
-from facerec.schemas import tables
+from facerec.report.document import (Document, Figure, Paragraph, Row, Section, Swatches, Table, render_html,
+                                     render_markdown)
+from facerec.schemas import tables, zarr_layout as zl
+from facerec.store.layout import StoreLayout
 from facerec.store.open_store import FeatureSet
+from facerec.store.summary import StoreSummary, format_bytes, inspect_store, read_columns, rejected_text, stage_label
+from facerec.training.runs import CONFIG_FILE, read_metrics
 
 log = logging.getLogger(__name__)
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 FILES_DIR = "report_files"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
-
-
-def _read_metrics(run: Path) -> list[dict]:
-    path = run / METRICS_FILE
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def _scalars(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -121,8 +114,6 @@ def _dataset_section(summary: StoreSummary) -> Section:
 
 
 def _pose_section(store: str, extractor: str, summary: StoreSummary, out: Path) -> Section:
-    from facerec.store.layout import StoreLayout
-
     pose = summary.pose.get(extractor)
     if pose is None:
         return Section("Head pose", [Paragraph(f"The {extractor} landmarks hold no head pose.", muted=True)])
@@ -146,9 +137,6 @@ def _pose_section(store: str, extractor: str, summary: StoreSummary, out: Path) 
 
 def _crops_section(fset: "FeatureSet", out: Path, num_crops: int) -> Section:
     """A grid of aligned crops, one per identity where possible, with their grouped heatmaps overlaid."""
-    from facerec.geometry.heatmaps import dequantize
-    from facerec.geometry.landmark_sets import HEATMAP_GROUP_NAMES
-    from facerec.schemas import zarr_layout as zl
 
     index = fset.index_table
     candidates = [(r, i) for r, i, v in zip(index.column("row").to_pylist(), index.column("identity").to_pylist(),
@@ -233,7 +221,6 @@ def _is_scalar(v: Any) -> bool:
 
 def json_blocks(data: Mapping[str, Any], caption: str) -> list[Table]:
     """Tables for a JSON result file, whatever its nesting:
-
     scalars -> a (key, value) table; mappings of scalars that share their keys -> one table with a row
     per mapping (e.g. counts and rows per split); a mapping of such mappings -> a matrix (e.g. method x
     yaw bin); lists of numbers -> a row; anything deeper -> the same rules one level down.
@@ -318,7 +305,7 @@ def _run_sections(run: Path, label: str, *, recogniser: bool) -> list[Section]:
     train: list = [Paragraph(f"Run folder {run}.", muted=True)]
     if cfg:
         train.append(_pairs_table(cfg, ("setting", "value"), "Resolved config", per_row=3 if len(cfg) > 12 else 2))
-    metrics = _metrics_table(_read_metrics(run), "Last logged metrics per phase")
+    metrics = _metrics_table(read_metrics(run), "Last logged metrics per phase")
     if metrics:
         train.append(metrics)
     if not recogniser:

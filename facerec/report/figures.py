@@ -2,7 +2,7 @@
 crops with their grouped heatmaps overlaid.
 
 The crop grid is composed with numpy and written with PIL (pixel-exact, no axes); the pose histogram
-uses matplotlib's Agg backend like ``facerec.model.plots``.
+uses matplotlib's Agg backend like ``facerec.evaluation.plots``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError
+from facerec.evaluation.plots import _pyplot, _save
 
 # One colour per heatmap group (HEATMAP_GROUP_NAMES order: left eye, right eye, nose, left mouth,
 # right mouth, chin), RGB 0..255.
@@ -91,7 +92,6 @@ def plot_pose_histograms(angles: Mapping[str, np.ndarray], path: Path, bins: int
 
     angles: {"yaw": [N], "pitch": [N], "roll": [N]} degrees.
     """
-    from facerec.model.plots import _pyplot, _save
 
     if not angles:
         raise ConfigError(f"no pose angles to plot for {path}")

@@ -6,11 +6,14 @@ half-written part and an interrupted stage leaves only ``.tmp-*`` debris that th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import fsspec
@@ -19,6 +22,7 @@ import pyarrow.parquet as pq
 
 from facerec import faults
 from facerec.errors import StoreError
+from facerec.schemas.tables import check_table_schema
 
 TMP_PREFIX = ".tmp-"
 
@@ -132,9 +136,15 @@ def write_parquet_atomic(table: pa.Table, loc: Location, *, before_commit: Calla
     return digest
 
 
-def write_json_atomic(obj: Any, loc: Location) -> None:
+def write_json_atomic(obj: Any, loc: Location, *, default: Callable[[Any], Any] = str) -> None:
+    """``obj`` as indented JSON, whole or not at all; ``default`` turns what JSON lacks (numpy scalars) into JSON."""
+    write_text_atomic(json.dumps(obj, indent=2, sort_keys=True, default=default), loc)
+
+
+def write_text_atomic(text: str, loc: Location) -> None:
+    """``text`` (UTF-8) written to a temporary sibling, then committed onto ``loc``."""
     tmp = _tmp_name(loc)
-    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    data = text.encode("utf-8")
     try:
         loc.fs.makedirs(loc.path.rpartition("/")[0], exist_ok=True)
         with loc.fs.open(tmp.path, "wb") as fh:
@@ -143,6 +153,30 @@ def write_json_atomic(obj: Any, loc: Location) -> None:
         _remove_quietly(tmp)
         raise StoreError(f"cannot write {loc}: {exc}") from exc
     commit(tmp, loc)
+
+
+@contextlib.contextmanager
+def atomic_local_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of the local ``path`` for a writer that wants a file name (``torch.save``,
+    ``np.savez``, the ONNX exporter); renamed onto ``path`` when the block succeeds, removed when it fails."""
+    loc = resolve(str(path))
+    tmp = _tmp_name(loc)
+    loc.fs.makedirs(loc.path.rpartition("/")[0], exist_ok=True)
+    try:
+        yield Path(tmp.path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    commit(tmp, loc)
+
+
+def read_parquet_checked(loc: Location, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """Open one Parquet file, refuse it unless it is a ``schema`` table of this layout version
+    (``check_table_schema``), then read ``columns`` (all when None): the one way a store table is read whole."""
+    with loc.fs.open(loc.path, "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        check_table_schema(pf.schema_arrow, schema, str(loc))
+        return pf.read(columns=columns)
 
 
 def read_json(loc: Location) -> Any:

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from facerec.errors import SchemaMismatchError, StageNotReadyError, StoreError
 from facerec.schemas.tables import FEATURE_INDEX, check_table_schema
-from facerec.schemas.zarr_layout import ARRAY_NAMES, VALID, FeatureLayout
+from facerec.schemas.zarr_layout import ARRAY_NAMES, FeatureLayout, VALID
+from facerec.store.chunk_reader import ChunkReader
 from facerec.store.feature_arrays import open_feature_group
 from facerec.store.fs import Location, resolve
 from facerec.store.integrity import manifest_integrity
@@ -226,7 +227,6 @@ class FeatureSet:
 
     def reader(self, name: str) -> "ChunkReader":
         """A ChunkReader of one array, created in this process on first use."""
-        from facerec.store.chunk_reader import ChunkReader
 
         array = self.array(name)
         if name not in self._readers or self._readers[name].array is not array:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import ConfigError, choice_error
+from facerec.store.dataset import collate_batch
 
 if TYPE_CHECKING:
     import torch
@@ -170,8 +171,6 @@ def make_loader(
     import multiprocessing
     import torch
     from torch.utils.data import DataLoader
-
-    from facerec.store.dataset import collate_batch
 
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")

@@ -5,13 +5,13 @@ pairs.txt (official layout): a header ``10<TAB>300``, then 10 folds, each 300 sa
 numbers are 1-based, the file is ``<images>/<name>/<name>_%04d.jpg``. The folds are disjoint in people.
 
 Embedders:
-- ``dlib`` (``facerec.model.dlib_embedder``): one image at a time, scored by Euclidean distance (the
+- ``dlib`` (``facerec.evaluation.dlib_embedder``): one image at a time, scored by Euclidean distance (the
   metric it was trained for), no mirroring.
-- a trained run (``eval_lfw_run``): the pairs' images go through exactly the training data path: an
-  ImageFolder of symlinks is built into an LFW store with the run's extractor and crop size
+- a trained run (``facerec.recognition.lfw.eval_lfw_run``): the pairs' images go through exactly the
+  training data path: an ImageFolder of symlinks is built into an LFW store with the run's extractor and crop size
   (``facerec.pipeline.build.build_store``: landmarks, alignment, heatmaps, mask), and its rows are read
   by ``FaceStoreDataset`` with the run's channels and embedded with the mirror convention
-  (``facerec.model.evaluate.embed_dataset``); scored by cosine. Images where no face was found keep the
+  (``facerec.recognition.inference.embed_dataset``); scored by cosine. Images where no face was found keep the
   features stage's centre crop (zero heatmaps and mask) and are counted in the report. The store is
   the feature cache: a second evaluation reuses it.
 Per-image embeddings are cached in ``<out>/embeddings-<name>.npz`` and reused, so an interrupted
@@ -20,9 +20,7 @@ evaluation continues where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,6 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError, SourceError
+from facerec.evaluation.dlib_embedder import DlibEmbedder, WHOLE_IMAGE
+from facerec.evaluation.metrics import verification_metrics
+from facerec.evaluation.plots import plot_roc
+from facerec.evaluation.verification import cosine_scores, ten_fold_accuracy, yaw_binned_metrics
+from facerec.pipeline.build import build_store
+from facerec.store.fs import atomic_local_path, resolve, write_json_atomic
+from facerec.store.layout import StoreLayout
+from facerec.store.open_store import open_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +167,9 @@ class EmbeddingCache:
             return
         keys = sorted(self.vectors)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
-        with open(tmp, "wb") as fh:
+        with atomic_local_path(self.path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, paths=np.array(keys), embeddings=np.stack([self.vectors[k] for k in keys]),
                      how=np.array([self.how[k] for k in keys]))
-        os.replace(tmp, self.path)
 
 
 def embed_images_one_by_one(images_dir: Path, relpaths: Sequence[str], cache: EmbeddingCache,
@@ -195,7 +199,6 @@ def embed_images_one_by_one(images_dir: Path, relpaths: Sequence[str], cache: Em
 # ------------------------------------------------------------------------------------------- scoring
 def score_lfw_pairs(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], metric: str) -> np.ndarray:
     """One score per pair, higher = more alike: cosine similarity or minus the Euclidean distance."""
-    from facerec.model.verification import cosine_scores
 
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
@@ -211,8 +214,6 @@ def score_lfw_pairs(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], me
 
 def lfw_report(pairs: Sequence[LFWPair], scores: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """10-fold accuracy (threshold on 9 folds), AUC and TAR@FAR over all pairs, and the ROC points."""
-    from facerec.model.metrics import verification_metrics
-    from facerec.model.verification import ten_fold_accuracy
 
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
@@ -221,27 +222,21 @@ def lfw_report(pairs: Sequence[LFWPair], scores: np.ndarray) -> tuple[dict, tupl
 
 
 def write_lfw_result(out: Path, report: dict, roc: tuple[np.ndarray, np.ndarray], label: str) -> Path:
-    from facerec.model.plots import plot_roc
-
     out.mkdir(parents=True, exist_ok=True)
     plot_roc({label: (roc[0], roc[1], report["verification"]["auc"])}, out / f"lfw_roc_{label}.png",
              title="LFW View 2 ROC")
     path = out / f"lfw_{label}.json"
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(report, resolve(str(path)), default=float)
     return path
 
 
 def eval_lfw_dlib(lfw_dir: Path | str, out: Path | str, *, pairs_file: Path | str | None = None,
                   per_fold: int | None = None, metric: str = "euclidean", upsample: int = 1) -> dict:
     """dlib's embedder on LFW View 2; writes ``out/lfw_dlib.json`` and the ROC plot; returns the report."""
-    from facerec.model.dlib_embedder import DlibEmbedder
 
     lfw_dir, out = Path(lfw_dir), Path(out)
     pairs = subset_pairs(read_pairs(pairs_file or lfw_dir / "pairs.txt"), per_fold)
     images = lfw_images_dir(lfw_dir)
-    from facerec.model.dlib_embedder import WHOLE_IMAGE
 
     embedder = DlibEmbedder(upsample=upsample, fallback_box=LFW_MEDIAN_FACE_BOX)
     cache = EmbeddingCache(out / f"embeddings-dlib-up{upsample}.npz")
@@ -306,10 +301,6 @@ def build_lfw_store(images_dir: Path, relpaths: Sequence[str], work: Path, *, ex
     """
     import hashlib
 
-    from facerec.pipeline.build import build_store
-    from facerec.store.layout import StoreLayout
-    from facerec.store.open_store import open_feature_set
-
     digest = hashlib.sha1("\n".join(sorted(relpaths)).encode()).hexdigest()[:10]
     name = f"{extractor}-{img_size}-{len(relpaths)}img-{digest}"
     store = work / f"store-{name}"
@@ -321,27 +312,9 @@ def build_lfw_store(images_dir: Path, relpaths: Sequence[str], work: Path, *, ex
     return fset, rows_of_images(fset, images_dir, relpaths)
 
 
-def embed_store_images(model, cfg, fset, row_of: dict[str, int], relpaths: Sequence[str], device, *,
-                       batch_size: int = 64) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Mirrored embeddings of store images with the run's input channels (``cfg``: a TrainConfig);
-    returns ({path: vector}, {path: "aligned" | "no_face_centre_crop"})."""
-    from facerec.model.evaluate import embed_dataset
-    from facerec.model.train_recognizer import resolve_amp
-    from facerec.store.dataset import FaceStoreDataset
-
-    dataset = FaceStoreDataset(fset, rows=np.unique([row_of[r] for r in relpaths]), use_heatmaps=cfg.use_heatmaps,
-                               add_mask_channel=cfg.add_mask_channel, group_all_landmarks=cfg.group_all_landmarks)
-    rows, emb = embed_dataset(model, dataset, device, batch_size=batch_size, amp_dtype=resolve_amp(cfg.amp, device))
-    by_row = {int(r): e for r, e in zip(rows, emb)}
-    vectors = {rel: by_row[row_of[rel]] for rel in relpaths}
-    how = {rel: "aligned" if fset.valid[row_of[rel]] else "no_face_centre_crop" for rel in relpaths}
-    return vectors, how
-
-
 def run_lfw_report(pairs: Sequence[LFWPair], vectors: dict[str, np.ndarray], fset, row_of: dict[str, int]
                    ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """``lfw_report`` on cosine scores plus the metrics by the pair's larger |yaw| (pose from the store)."""
-    from facerec.model.verification import yaw_binned_metrics
 
     scores = score_lfw_pairs(pairs, vectors, "cosine")
     report, roc = lfw_report(pairs, scores)
@@ -354,49 +327,3 @@ def pair_yaws(pairs: Sequence[LFWPair], fset, row_of: dict[str, int]) -> tuple[n
     """The store's yaw of each pair's two images (degrees; NaN where no face was found)."""
     yaw = fset.pose[:, 0]
     return (np.array([yaw[row_of[p.path_a]] for p in pairs]), np.array([yaw[row_of[p.path_b]] for p in pairs]))
-
-
-def eval_lfw_run(lfw_dir: Path | str, run_dir: Path | str, *, out: Path | str | None = None,
-                 work: Path | str | None = None, pairs_file: Path | str | None = None, per_fold: int | None = None,
-                 device: str = "auto", checkpoint: str = "last.pt", batch_size: int = 64) -> dict:
-    """A trained run on LFW View 2 (see the module docstring); writes ``out/lfw_<run>.json`` and the ROC.
-
-    ``out`` defaults to ``RUN/lfw``; ``work`` (the LFW ImageFolder of symlinks and its store) to ``out/work``.
-    """
-    from facerec.devices import resolve_device
-    from facerec.model.evaluate import load_recognizer
-    from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig
-
-    lfw_dir, run_dir = Path(lfw_dir), Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "lfw"
-    run = RunFolder(run_dir, resume=True)
-    cfg = TrainConfig.from_dict(run.load_config())
-    if cfg.extractor is None:
-        raise ConfigError(f"{run_dir}/config.json names no extractor; retrain the run with this facerec")
-    dev = resolve_device(device)
-    model, state = load_recognizer(run, checkpoint, dev)
-    pairs = subset_pairs(read_pairs(pairs_file or lfw_dir / "pairs.txt"), per_fold)
-    images = lfw_images_dir(lfw_dir)
-    needed = pair_images(pairs)
-    fset, row_of = build_lfw_store(images, needed, Path(work) if work is not None else out / "work",
-                                   extractor=cfg.extractor, img_size=state["model_spec"]["img_size"])
-    label = run_dir.name
-    cache = EmbeddingCache(out / f"embeddings-{label}-{checkpoint.removesuffix('.pt')}-step{state['loop']['step']}.npz")
-    todo = [rel for rel in needed if rel not in cache]
-    if todo:
-        vectors, how = embed_store_images(model, cfg, fset, row_of, todo, dev, batch_size=batch_size)
-        for rel in todo:
-            cache.put(rel, vectors[rel], how[rel])
-        cache.save()
-    report, roc = run_lfw_report(pairs, cache.vectors, fset, row_of)
-    faces = dict(Counter(cache.how[rel] for rel in needed))
-    report.update({"embedder": f"run:{run_dir}", "checkpoint": checkpoint, "step": state["loop"]["step"],
-                   "metric": "cosine", "mirror": True, "num_pairs": len(pairs), "num_images": len(needed),
-                   "faces": faces, "store": str(fset.location), "pairs_per_fold_half": per_fold, "lfw_dir": str(lfw_dir)})
-    write_lfw_result(out, report, roc, label)
-    t = report["ten_fold"]
-    log.info("LFW %s: %.2f%% +- %.2f, AUC %.4f (%d pairs; %s)", label, 100 * t["mean"], 100 * t["std"],
-             report["verification"]["auc"], len(pairs), faces)
-    run.close()
-    return report

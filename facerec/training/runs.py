@@ -16,17 +16,28 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from facerec.errors import TrainingError
+from facerec.store.fs import atomic_local_path, resolve, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.json"             # what a model's evaluation of its run writes
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Every record of RUN/metrics.jsonl in order ([] before the first); reading only, so a report can
+    use it on a finished run without opening a ``RunFolder``."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def config_to_dict(cfg: Any) -> dict:
@@ -66,7 +77,7 @@ class RunFolder:
         data = config_to_dict(cfg)
         if self.replica:
             return data
-        _write_text_atomic(self.path / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=True))
+        write_text_atomic(json.dumps(data, indent=2, sort_keys=True), resolve(str(self.path / CONFIG_FILE)))
         return data
 
     def load_config(self) -> dict:
@@ -97,17 +108,13 @@ class RunFolder:
         kept = [r for r in records if r["step"] <= step]
         if self.replica or len(kept) == len(records):
             return 0
-        _write_text_atomic(self.path / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic("".join(json.dumps(r) + "\n" for r in kept), resolve(str(self.path / METRICS_FILE)))
         self._purge_step = step + 1          # TensorBoard: hide the dropped steps' events too
         log.info("dropped %d metric records after step %d (logged after the last checkpoint)", len(records) - len(kept), step)
         return len(records) - len(kept)
 
     def read_metrics(self) -> list[dict]:
-        path = self.path / METRICS_FILE
-        if not path.exists():
-            return []
-        with open(path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        return read_metrics(self.path)
 
     def _tb(self):
         if self._writer is None:
@@ -131,14 +138,11 @@ class RunFolder:
         final = self.checkpoint_path(name)
         if self.replica:
             return final
-        tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
-        torch.save(state, tmp)
-        os.replace(tmp, final)
+        with atomic_local_path(final) as tmp:
+            torch.save(state, tmp)
         if best:
-            best_path = self.checkpoint_path("best.pt")
-            tmp_best = best_path.with_name(f".tmp-{os.getpid()}-best.pt")
-            torch.save(state, tmp_best)
-            os.replace(tmp_best, best_path)
+            with atomic_local_path(self.checkpoint_path("best.pt")) as tmp:
+                torch.save(state, tmp)
         return final
 
     def has_checkpoint(self, name: str = "last.pt") -> bool:
@@ -179,9 +183,3 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return value
     return value
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -8,7 +8,7 @@ Frames and units
   inter-ocular distance because the eyes foreshorten by cos(yaw): dividing a profile face by its small
   inter-ocular distance would blow it up exactly where the model matters most, while the RMS radius
   uses all P points (the vertical extent does not shrink with yaw) and is robust to one noisy point.
-  The normalised frame has no units; NME (``facerec.model.nme``) is frame-independent.
+  The normalised frame has no units; NME (``facerec.evaluation.nme``) is frame-independent.
 - Pose: yaw, pitch, roll in degrees, divided by ``POSE_SCALE_DEG`` (90) for the model input.
 
 Splits are by identity (``identity_holdout``): a seeded hash puts each identity in the training part or
@@ -35,9 +35,13 @@ import pyarrow.parquet as pq
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError
 from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
+from facerec.pipeline.canonical import read_identities
 from facerec.schemas.tables import FEATURE_INDEX, check_table_schema
 from facerec.schemas.zarr_layout import LANDMARKS
+from facerec.store.feature_arrays import open_feature_group
 from facerec.store.layout import StoreLayout
+from facerec.store.open_store import find_feature_group, index_location
+from facerec.store.splits import unit_hash
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,6 @@ def identity_holdout(identities: Sequence[str], holdout_frac: float, seed: int) 
     the recogniser's test people, so a recogniser fed predicted canonical landmarks never meets a test
     identity the autoencoder trained on. One hash per identity (not per row), independent of row order.
     """
-    from facerec.store.splits import unit_hash
 
     if not 0.0 < holdout_frac < 1.0:
         raise ConfigError(f"holdout_identity_frac must be in (0, 1), found {holdout_frac}")
@@ -211,10 +214,6 @@ class LandmarkReader:
 
     def __init__(self, store: str, extractor: str, img_size: int, *, holdout_frac: float, seed: int,
                  min_valid_per_identity: int = 2, index_batch_rows: int = 4096) -> None:
-        from facerec.pipeline.canonical import read_identities
-        from facerec.store.feature_arrays import open_feature_group
-        from facerec.store.open_store import find_feature_group, index_location
-
         self.lset = landmark_set(extractor)
         zarr_loc = find_feature_group(store, extractor, img_size)
         index_loc = index_location(zarr_loc)

@@ -1,6 +1,6 @@
 """Train the landmark autoencoder on a feature store, then evaluate it on held-out identities.
 
-``main(config)`` writes a run folder (``facerec.model.runs.RunFolder``): the resolved config, the data
+``main(config)`` writes a run folder (``facerec.training.runs.RunFolder``): the resolved config, the data
 summary (``data.json``: identities and rows used, rows left out by reason), metrics (JSON lines and
 TensorBoard), ``checkpoints/last.pt`` after every epoch (``--resume`` continues from it), and at the end
 ``eval.json`` plus plots (training curves, NME by |yaw| bin against the baselines, large-yaw examples).
@@ -22,17 +22,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import ConfigError, TrainingError
+from facerec.evaluation.nme import nme_per_sample
+from facerec.evaluation.plots import plot_training_curves, plot_yaw_bins
+from facerec.frontalization.data import HOLDOUT, LandmarkReader, TRAIN, describe, open_source, pose_input
+from facerec.frontalization.evaluate import evaluate, plot_examples, yaw_bin_table
+from facerec.frontalization.predict import load_autoencoder
+from facerec.geometry.landmark_sets import flip_permutation
+from facerec.schemas.tables import LAYOUT_VERSION
+from facerec.store.fs import resolve, write_json_atomic
+from facerec.training.checkpoint import CHECKPOINT_VERSION, check_resume
+from facerec.training.devices import resolve_device
+from facerec.training.runs import EVAL_FILE, RunFolder, config_to_dict
+from facerec.training.schedule import warmup_cosine
 
 if TYPE_CHECKING:
     import torch
 
-    from facerec.model.autoencoder import LandmarkAutoencoder
-    from facerec.model.autoencoder_data import InMemoryLandmarks, LandmarkBatch, StreamingLandmarks
+    from facerec.frontalization.model import LandmarkAutoencoder
+    from facerec.frontalization.data import InMemoryLandmarks, LandmarkBatch, StreamingLandmarks
 
 log = logging.getLogger(__name__)
 
 DATA_FILE = "data.json"
-EVAL_FILE = "eval.json"
 # Fields that may differ when a run is resumed; every other one must match the saved config.
 _RESUME_MAY_DIFFER = ("device", "threads", "resume", "out", "store", "plots")
 
@@ -100,8 +111,6 @@ def mirror_batch(points: "torch.Tensor", pose: "torch.Tensor", target: "torch.Te
 def _tensors(batch: "LandmarkBatch", device: "torch.device") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     import torch
 
-    from facerec.model.autoencoder_data import pose_input
-
     return (torch.from_numpy(np.ascontiguousarray(batch.points)).to(device),
             torch.from_numpy(pose_input(batch.pose_deg)).to(device),
             torch.from_numpy(np.ascontiguousarray(batch.target)).to(device))
@@ -112,9 +121,6 @@ def train_one_epoch(model: "LandmarkAutoencoder", source: "InMemoryLandmarks | S
     """One pass over the training part; returns (global step after it, mean loss)."""
     import torch
     from tqdm import tqdm
-
-    from facerec.model.nme import nme_per_sample
-    from facerec.geometry.landmark_sets import flip_permutation
 
     model.train()
     perm = torch.as_tensor(np.array(flip_permutation(lset.name)), device=device)
@@ -143,18 +149,12 @@ def train_one_epoch(model: "LandmarkAutoencoder", source: "InMemoryLandmarks | S
 
 
 # ---------------------------------------------------------------------------------------------------
-def _check_resume(run, cfg: AutoencoderConfig) -> None:
-    from facerec.model.runs import config_to_dict
-
-    saved, now = run.load_config(), config_to_dict(cfg)
-    diff = sorted(k for k in now if k not in _RESUME_MAY_DIFFER and saved.get(k) != now[k])
-    if diff:
-        raise TrainingError(f"cannot resume {cfg.out}: config differs from the saved one in "
-                            + ", ".join(f"{k} (saved {saved.get(k)!r}, now {now[k]!r})" for k in diff))
+def _check_resume(run: RunFolder, cfg: AutoencoderConfig) -> None:
+    check_resume(config_to_dict(cfg), run.load_config(), _RESUME_MAY_DIFFER, run=cfg.out)
 
 
 def build_model(cfg: AutoencoderConfig, num_points: int) -> "LandmarkAutoencoder":
-    from facerec.model.autoencoder import LandmarkAutoencoder
+    from facerec.frontalization.model import LandmarkAutoencoder
 
     return LandmarkAutoencoder(num_points, width=cfg.width, depth=cfg.depth, code_size=cfg.code_size,
                                dropout=cfg.dropout, residual=cfg.residual)
@@ -166,10 +166,8 @@ def checkpoint_state(model, optimizer, scheduler, epoch: int, step: int, cfg: Au
     ``predict_canonical`` needs to use the model alone (config, mean shape, canonical pixel frame)."""
     import torch
 
-    from facerec.model.runs import config_to_dict
-    from facerec.schemas.tables import LAYOUT_VERSION
-
     return {
+        "version": CHECKPOINT_VERSION,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "epoch": epoch, "step": step, "config": config_to_dict(cfg), "num_points": model.num_points,
         "mean_shape": torch.from_numpy(np.asarray(mean_shape, np.float32)),
@@ -181,9 +179,6 @@ def checkpoint_state(model, optimizer, scheduler, epoch: int, step: int, cfg: Au
 def main(cfg: AutoencoderConfig) -> dict[str, Any]:
     """Train, evaluate on held-out identities, write the run folder; returns the eval summary."""
     import torch
-
-    from facerec.devices import resolve_device
-    from facerec.model.runs import RunFolder
 
     device = resolve_device(cfg.device)
     threads_before = torch.get_num_threads()
@@ -199,11 +194,6 @@ def main(cfg: AutoencoderConfig) -> dict[str, Any]:
 
 def _train(cfg: AutoencoderConfig, run, device: "torch.device") -> dict[str, Any]:
     import torch
-
-    from facerec.model.autoencoder_data import HOLDOUT, TRAIN, LandmarkReader, describe, open_source
-    from facerec.model.evaluate_autoencoder import evaluate
-    from facerec.model.schedule import warmup_cosine
-    from facerec.store.fs import resolve, write_json_atomic
 
     if cfg.resume:
         _check_resume(run, cfg)
@@ -253,9 +243,6 @@ def _train(cfg: AutoencoderConfig, run, device: "torch.device") -> dict[str, Any
 def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, num_examples: int,
                      plots: bool = True) -> dict[str, Any]:
     """Final held-out evaluation: RUN/eval.json and (with ``plots``) the figures; returns the summary."""
-    from facerec.model.evaluate_autoencoder import evaluate, plot_examples, yaw_bin_table
-    from facerec.model.plots import plot_training_curves, plot_yaw_bins
-    from facerec.store.fs import resolve, write_json_atomic
 
     result = evaluate(model, source, mean_shape, lset, device, num_examples=num_examples)
     summary = {"split": "held-out identities", "frame": "normalised (centre = mean, scale = RMS radius)",
@@ -278,9 +265,6 @@ def write_evaluation(run, model, source, mean_shape: np.ndarray, lset, device, n
 def evaluate_run(run_dir: str | Path, store: str | None = None, device: str = "auto", checkpoint: str = "last.pt") -> dict[str, Any]:
     """Re-evaluate a finished run on its held-out identities (same extractor, size, seed and fraction as
     training; ``store`` defaults to the one it trained on). Rewrites RUN/eval.json and the plots."""
-    from facerec.model.autoencoder_data import HOLDOUT, LandmarkReader, open_source
-    from facerec.model.frontalize import load_autoencoder
-    from facerec.model.runs import RunFolder
 
     ae = load_autoencoder(run_dir, device, checkpoint)
     cfg = ae.config

@@ -1,6 +1,6 @@
 """The landmark autoencoder: posed landmarks + head pose -> the identity's canonical (frontal) landmarks.
 
-Input: a face's aligned landmarks in the normalised frame of ``facerec.model.autoencoder_data``
+Input: a face's aligned landmarks in the normalised frame of ``facerec.frontalization.data``
 (centred on their mean, divided by their RMS distance to it) flattened to 2P numbers, plus the head
 pose (yaw, pitch, roll) divided by 90 degrees. Output: P x 2 points in the same normalised frame, the
 prediction of the identity's canonical shape normalised the same way.

@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.schemas import tables
+from facerec.geometry.landmark_sets import landmark_set
+from facerec.pipeline.extractors.base import get_extractor
+from facerec.pipeline.feature_stage import _row_features
+from facerec.schemas import tables, zarr_layout as zl
+from facerec.store.feature_arrays import create_feature_group, open_feature_group
+from facerec.store.fs import resolve, write_json_atomic, write_parquet_atomic
+from facerec.store.layout import StoreLayout, shard_file
+from facerec.store.open_store import find_feature_group
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +91,6 @@ def list_images(inputs: Sequence[str | Path]) -> list[Path]:
 
 def run_feature_layout(train_cfg: Any, store: str | None):
     """The FeatureLayout the run was trained on (crop size, sigma, heatmap dtype, extractor)."""
-    from facerec.store.feature_arrays import open_feature_group
-    from facerec.store.open_store import find_feature_group
 
     _, layout = open_feature_group(find_feature_group(store or train_cfg.store, train_cfg.extractor, train_cfg.img_size))
     return layout
@@ -100,9 +105,6 @@ def _read(path: Path) -> tuple[bytes | None, str | None]:
 
 def _feature_rows(paths: list[Path], layout) -> Iterator[tuple[int, dict, str, str | None, dict | None]]:
     """(i, landmarks row, status, error, arrays) per image: the landmarks and features stages' row code."""
-    from facerec.pipeline.extractors.base import get_extractor
-    from facerec.pipeline.feature_stage import _row_features
-    from facerec.geometry.landmark_sets import landmark_set
     from facerec.pipeline.landmark_stage import extract_landmarks_row
 
     extractor = get_extractor(layout.extractor)
@@ -129,11 +131,6 @@ def write_input_group(paths: list[Path], layout, folder: Path) -> tuple[str, lis
     temporary). Rows without a face keep zero arrays and valid=false, as in the features stage.
     """
     import pyarrow as pa
-
-    from facerec.schemas import zarr_layout as zl
-    from facerec.store.feature_arrays import create_feature_group
-    from facerec.store.fs import resolve, write_json_atomic, write_parquet_atomic
-    from facerec.store.layout import StoreLayout, shard_file
 
     n = len(paths)
     chunk = min(layout.chunk_rows, n)
@@ -176,11 +173,7 @@ def write_input_group(paths: list[Path], layout, folder: Path) -> tuple[str, lis
 
 def embed_images(cfg: EmbedConfig) -> EmbedResult:
     """Embed every image of ``cfg.inputs`` with the run's model; writes ``cfg.out``."""
-    from facerec.devices import resolve_device
-    from facerec.model.evaluate import embed_batch, load_recognizer
-    from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig
-    from facerec.store.dataset import FaceStoreDataset
+    from facerec.recognition.inference import embed_batch, load_run
 
     if cfg.batch_size < 1:
         raise ConfigError(f"embed: batch size must be >= 1, found {cfg.batch_size}")
@@ -188,26 +181,21 @@ def embed_images(cfg: EmbedConfig) -> EmbedResult:
         raise ConfigError(f"embed output must be a .parquet file, got {cfg.out}")
     t0 = time.perf_counter()
     paths = list_images(cfg.inputs)
-    run = RunFolder(Path(cfg.run), resume=True)
-    train_cfg = TrainConfig(**run.load_config())
-    device = resolve_device(cfg.device)
-    model, _ = load_recognizer(run, cfg.checkpoint, device)
-    layout = run_feature_layout(train_cfg, cfg.store)
-    log.info("embedding %d images with %s (%s landmarks, %d px crops)", len(paths), run.path, layout.extractor, layout.img_size)
+    loaded = load_run(cfg.run, cfg.checkpoint, cfg.device)     # TrainConfig.from_dict: the validating constructor
+    model, device = loaded.model, loaded.device
+    layout = run_feature_layout(loaded.config, cfg.store)
+    log.info("embedding %d images with %s (%s landmarks, %d px crops)", len(paths), loaded.path, layout.extractor, layout.img_size)
     embeddings: list[list[float] | None] = [None] * len(paths)
     with tempfile.TemporaryDirectory(prefix="facerec-embed-") as tmp:
         zarr_path, facts = write_input_group(paths, layout, Path(tmp))
         rows = np.flatnonzero([f["detected"] for f in facts])
         if len(rows):
-            ds = FaceStoreDataset(zarr_path, rows=rows, use_heatmaps=train_cfg.use_heatmaps,
-                                  add_mask_channel=train_cfg.add_mask_channel,
-                                  group_all_landmarks=train_cfg.group_all_landmarks)
+            ds = loaded.reader(zarr_path, rows)
             for start in range(0, len(rows), cfg.batch_size):
                 batch = ds.read_rows(rows[start : start + cfg.batch_size])
                 emb = embed_batch(model, batch["image"], ds.channel_layout, device).numpy().astype(np.float32)
                 for r, e in zip(batch["row"].tolist(), emb):
                     embeddings[r] = e.tolist()
-    run.close()
     size = int(model.backbone.embedding_size)
     write_embeddings(facts, embeddings, cfg.out, {"run": str(Path(cfg.run).resolve()), "checkpoint": cfg.checkpoint})
     counts = Counter(f["status"] for f in facts)
@@ -220,14 +208,12 @@ def write_embeddings(facts: list[dict], embeddings: list, out: Path, meta: dict[
 
     import pyarrow as pa
 
-    from facerec.store.fs import resolve, write_parquet_atomic
-
     table = pa.Table.from_pydict({
         "path": [f["path"] for f in facts], "detected": [f["detected"] for f in facts], "embedding": embeddings,
         "status": [f["status"] for f in facts], "error": [f["error"] for f in facts],
         "yaw": [f["yaw"] for f in facts], "pitch": [f["pitch"] for f in facts], "roll": [f["roll"] for f in facts],
     }, schema=tables.EMBEDDINGS)
-    table = table.replace_schema_metadata({**tables.EMBEDDINGS.metadata, b"facerec.embed": json.dumps(meta).encode()})
+    table = table.replace_schema_metadata({**tables.EMBEDDINGS.metadata, b"facerec.recognition.embed": json.dumps(meta).encode()})
     out = Path(out)
     write_parquet_atomic(table, resolve(str(out.resolve())))
     return out

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from facerec.errors import ConfigError
-from facerec.model.backbone import create_backbone
-from facerec.model.heads import MarginHead, create_head
+from facerec.recognition.backbones import create_backbone
+from facerec.recognition.heads import MarginHead, create_head
 from facerec.schemas import NUM_HEATMAP_GROUPS
 
 

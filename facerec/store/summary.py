@@ -17,7 +17,8 @@ import numpy as np
 
 from facerec.errors import StoreError
 from facerec.schemas import tables
-from facerec.store.fs import TMP_PREFIX, Location
+from facerec.store.feature_arrays import open_feature_group
+from facerec.store.fs import Location, TMP_PREFIX, read_parquet_checked
 from facerec.store.layout import StoreLayout
 
 if TYPE_CHECKING:
@@ -95,14 +96,8 @@ def _parquet_files(loc: Location) -> list[Location]:
 def read_columns(loc: Location, schema: "pa.Schema", columns: list[str]) -> "pa.Table":
     """Only ``columns`` of every Parquet file in a stage folder, schema and layout version checked."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    parts = []
-    for part in _parquet_files(loc):
-        with part.fs.open(part.path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
-            tables.check_table_schema(pf.schema_arrow, schema, str(part))
-            parts.append(pf.read(columns=columns))
+    parts = [read_parquet_checked(part, schema, columns) for part in _parquet_files(loc)]
     if not parts:
         return schema.empty_table().select(columns)
     return pa.concat_tables(parts)
@@ -237,7 +232,6 @@ def _is_ok(t: "pa.Table"):
 
 def _feature_stage(features_root: Location, name: str) -> StageInfo:
     """A features group: the index table's counts plus the Zarr layout (size, sigma, dtype, rows)."""
-    from facerec.store.feature_arrays import open_feature_group
 
     zloc = features_root.child(f"{name}.zarr")
     index = features_root.child(f"{name}.index")
@@ -252,50 +246,6 @@ def _feature_stage(features_root: Location, name: str) -> StageInfo:
     )
     info.layout_version = flayout.layout_version
     return info
-
-
-def rich_tables(summary: StoreSummary) -> list[Any]:
-    """The summary as rich renderables: stages table, feature sets table, pose table and |yaw| bars."""
-    from rich.table import Table
-    from rich.text import Text
-
-    out: list[Any] = []
-    head = Table(title=f"store {summary.store}", show_header=True, header_style="bold")
-    for col in ("stage", "done", "rows", "ok", "rejected by reason", "files", "on disk", "seconds"):
-        head.add_column(col, justify="right" if col in ("rows", "ok", "files", "on disk", "seconds") else "left")
-    for s in summary.stages:
-        head.add_row(
-            stage_label(s), "yes" if s.finished else "[yellow]no[/yellow]", str(s.rows), str(s.ok),
-            rejected_text(s.rejected), str(s.files), format_bytes(s.bytes),
-            "-" if s.seconds is None else f"{s.seconds:.1f}",
-        )
-    out.append(head)
-    splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items()) or "-"
-    out.append(Text(
-        f"layout version {summary.layout_version}, {summary.identities} identities, splits: {splits}, "
-        f"total {format_bytes(summary.total_bytes)}"
-    ))
-    feats = [s for s in summary.stages if s.stage == "features"]
-    if feats:
-        ft = Table(title="feature sets", header_style="bold")
-        for col in ("name", "rows", "valid", "img size", "points", "sigma", "heatmaps", "compressor", "zarr size"):
-            ft.add_column(col)
-        for s in feats:
-            d = s.details
-            ft.add_row(s.name, str(d["zarr_rows"]), str(d["valid"]), str(d["img_size"]), str(d["num_points"]),
-                       f"{d['sigma']:g}", d["heatmap_dtype"], d["compressor"], format_bytes(d["zarr_bytes"]))
-        out.append(ft)
-    for extractor, pose in summary.pose.items():
-        pt = Table(title=f"head pose, {extractor} ({pose.faces} faces, degrees)", header_style="bold")
-        pt.add_column("angle")
-        keys = list(next(iter(pose.quantiles.values())))
-        for k in keys:
-            pt.add_column(k, justify="right")
-        for angle, qs in pose.quantiles.items():
-            pt.add_row(angle, *(f"{qs[k]:.1f}" for k in keys))
-        out.append(pt)
-        out.append(Text("|yaw| histogram (degrees)\n" + "\n".join(text_histogram(pose.abs_yaw_hist))))
-    return out
 
 
 def format_bytes(n: int) -> str:

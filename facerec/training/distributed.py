@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from facerec.errors import ConfigError
+from facerec.training.devices import resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -86,8 +87,6 @@ def setup(device_name: str = "auto") -> tuple[DistInfo, "torch.device"]:
     """
     import torch
     import torch.distributed as dist
-
-    from facerec.devices import resolve_device
 
     info = dist_info_from_env()
     device = resolve_device(device_name)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from facerec.errors import ConfigError
-from facerec.model.metrics import check_pairs, accuracy_at, best_threshold, roc_auc
+from facerec.evaluation.metrics import check_pairs, accuracy_at, best_threshold, roc_auc
 
 YAW_BINS: tuple[tuple[str, float, float], ...] = (
     ("0-15", 0.0, 15.0), ("15-30", 15.0, 30.0), ("30-45", 30.0, 45.0), ("45+", 45.0, math.inf),

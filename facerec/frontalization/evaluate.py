@@ -1,7 +1,7 @@
 """Held-out evaluation of the landmark autoencoder against two baselines, with its figures.
 
-All three methods are scored with the same NME (``facerec.model.nme``), in the normalised frame of
-``facerec.model.autoencoder_data`` (prediction and target both there, so the NME equals the pixel NME
+All three methods are scored with the same NME (``facerec.evaluation.nme``), in the normalised frame of
+``facerec.frontalization.data`` (prediction and target both there, so the NME equals the pixel NME
 of the prediction placed in the target's own centre and scale), on faces of identities never seen in
 training:
 - ``model``: the autoencoder's prediction;
@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import StoreError
-from facerec.model.nme import nme_per_sample, summarise_by_yaw, yaw_bin_names
+from facerec.evaluation.nme import nme_per_sample, summarise_by_yaw, yaw_bin_names
+from facerec.evaluation.plots import _pyplot, _save
+from facerec.frontalization.data import pose_input
 from facerec.geometry.landmark_sets import LandmarkSet
 
 if TYPE_CHECKING:
     import torch
 
-    from facerec.model.autoencoder import LandmarkAutoencoder
-    from facerec.model.autoencoder_data import InMemoryLandmarks, StreamingLandmarks
+    from facerec.frontalization.model import LandmarkAutoencoder
+    from facerec.frontalization.data import InMemoryLandmarks, StreamingLandmarks
 
 METHODS = ("model", "input", "mean")
 METHOD_LABELS = {"model": "autoencoder", "input": "input unchanged", "mean": "mean canonical shape"}
@@ -50,7 +52,7 @@ class AutoencoderEval:
 
     errors: dict[str, np.ndarray]   # method -> [N]
     yaw: np.ndarray                 # [N] degrees
-    summary: dict[str, Any]         # facerec.model.nme.summarise_by_yaw
+    summary: dict[str, Any]         # facerec.evaluation.nme.summarise_by_yaw
     examples: Examples
 
 
@@ -58,8 +60,6 @@ def predict_normalised(model: "LandmarkAutoencoder", points: np.ndarray, pose_de
                        device: "torch.device", batch_size: int = 4096) -> np.ndarray:
     """Normalised points [N, P, 2] + pose [N, 3] degrees -> predicted normalised canonical points [N, P, 2]."""
     import torch
-
-    from facerec.model.autoencoder_data import pose_input
 
     model.eval()
     out = []
@@ -117,7 +117,6 @@ def yaw_bin_table(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]
 
 def plot_examples(examples: Examples, path: Path) -> Path:
     """Input (grey), prediction (red) and canonical target (green) of the largest-|yaw| held-out faces."""
-    from facerec.model.plots import _pyplot, _save
 
     plt = _pyplot()
     k = max(1, len(examples.yaw))

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError, FacerecError
+from facerec.store.dataset import normalize_batch
+from facerec.store.fs import atomic_local_path
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,6 @@ def _sample_inputs(in_chans: int, img_size: int, batch: int, seed: int):
     """Normalised inputs from random uint8 images, through the training normalisation."""
     import torch
 
-    from facerec.store.dataset import normalize_batch
-
     gen = torch.Generator().manual_seed(seed)
     raw = torch.randint(0, 256, (batch, in_chans, img_size, img_size), generator=gen, dtype=torch.uint8)
     return normalize_batch(raw, "cpu")
@@ -90,47 +90,43 @@ def export_onnx(run_dir: Path, onnx_path: Path, *, checkpoint: str = "last.pt", 
     import onnx
     import torch
 
-    from facerec.model.evaluate import load_recognizer
-    from facerec.model.runs import RunFolder
+    from facerec.recognition.inference import load_run
 
     if opset < MIN_OPSET:
         raise ConfigError(f"ONNX opset must be >= {MIN_OPSET}, got {opset}")
     t0 = time.perf_counter()
-    run = RunFolder(Path(run_dir), resume=True)
-    model, state = load_recognizer(run, checkpoint, "cpu")
-    run.close()
+    loaded = load_run(run_dir, checkpoint, "cpu")
+    model, state = loaded.model, loaded.state
     net = model.backbone.eval()
     in_chans, img_size, emb = int(net.in_chans), int(net.img_size), int(net.embedding_size)
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = onnx_path.with_name(f".tmp-{onnx_path.name}")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)   # the TorchScript exporter's notice
-        torch.onnx.export(
-            net, (_sample_inputs(in_chans, img_size, 2, seed=0),), str(tmp), dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        )
-    proto = onnx.load(str(tmp))
-    meta = {
-        "facerec.run": str(Path(run_dir).resolve()), "facerec.checkpoint": checkpoint,
-        "facerec.step": str(state.get("loop", {}).get("step", "")),
-        "facerec.model_spec": json.dumps(state["model_spec"], sort_keys=True),
-        "facerec.input": f"float32 [B, {in_chans}, {img_size}, {img_size}]: RGB (x/255-0.5)/0.5, then heatmap "
-                         "and mask channels x/255, as facerec.store.dataset.normalize_batch",
-        "facerec.output": f"float32 [B, {emb}] raw embeddings; verification uses "
-                          "L2-normalise(f(x) + f(mirror(x))) with left/right heatmap channels swapped",
-    }
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
-    diff = max_difference(net, tmp, in_chans, img_size, batch_sizes)
-    if not diff <= atol:
-        tmp.unlink(missing_ok=True)
-        raise ExportError(f"ONNX export of {run_dir} differs from PyTorch by {diff:.2e} (> {atol:g}); not written")
-    tmp.replace(onnx_path)
+    with atomic_local_path(onnx_path) as tmp:   # committed only once it matches PyTorch
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)   # the TorchScript exporter's notice
+            torch.onnx.export(
+                net, (_sample_inputs(in_chans, img_size, 2, seed=0),), str(tmp), dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+        proto = onnx.load(str(tmp))
+        meta = {
+            "facerec.run": str(Path(run_dir).resolve()), "facerec.checkpoint": checkpoint,
+            "facerec.step": str(state.get("loop", {}).get("step", "")),
+            "facerec.model_spec": json.dumps(state["model_spec"], sort_keys=True),
+            "facerec.input": f"float32 [B, {in_chans}, {img_size}, {img_size}]: RGB (x/255-0.5)/0.5, then heatmap "
+                             "and mask channels x/255, as facerec.store.dataset.normalize_batch",
+            "facerec.output": f"float32 [B, {emb}] raw embeddings; verification uses "
+                              "L2-normalise(f(x) + f(mirror(x))) with left/right heatmap channels swapped",
+        }
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        diff = max_difference(net, tmp, in_chans, img_size, batch_sizes)
+        if not diff <= atol:
+            raise ExportError(f"ONNX export of {run_dir} differs from PyTorch by {diff:.2e} (> {atol:g}); not written")
     result = ExportResult(onnx_path, opset, in_chans, img_size, emb, diff, tuple(batch_sizes), time.perf_counter() - t0)
     log.info("exported %s: max |onnxruntime - torch| = %.2e", onnx_path, diff)
     return result

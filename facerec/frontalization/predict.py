@@ -20,11 +20,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facerec.errors import ConfigError, TrainingError
+from facerec.frontalization.data import normalise_shapes
+from facerec.frontalization.evaluate import predict_normalised
+from facerec.training.devices import resolve_device
+from facerec.training.runs import RunFolder
 
 if TYPE_CHECKING:
     import torch
 
-    from facerec.model.autoencoder import LandmarkAutoencoder
+    from facerec.frontalization.model import LandmarkAutoencoder
 
 
 @dataclass
@@ -50,9 +54,7 @@ class LoadedAutoencoder:
 
 def load_autoencoder(run_dir: str | Path, device: str = "cpu", checkpoint: str = "last.pt") -> LoadedAutoencoder:
     """The model of ``RUN/checkpoints/<checkpoint>`` (loaded with weights_only=True) in eval mode."""
-    from facerec.devices import resolve_device
-    from facerec.model.autoencoder import LandmarkAutoencoder
-    from facerec.model.runs import RunFolder
+    from facerec.frontalization.model import LandmarkAutoencoder
 
     dev = resolve_device(device)
     run = RunFolder(Path(run_dir), resume=True)
@@ -78,8 +80,6 @@ def predict_canonical(run_dir: "str | Path | LoadedAutoencoder", aligned_points:
     Rows whose input is non-finite or collapsed, or whose pose is unknown (NaN), come back as NaN rows:
     callers mask them exactly as they mask invalid rows.
     """
-    from facerec.model.autoencoder_data import normalise_shapes
-    from facerec.model.evaluate_autoencoder import predict_normalised
 
     ae = run_dir if isinstance(run_dir, LoadedAutoencoder) else load_autoencoder(run_dir, device)
     points = np.asarray(aligned_points, dtype=np.float32)

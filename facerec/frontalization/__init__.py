@@ -1,0 +1,1 @@
+"""Frontalization: the landmark autoencoder (posed landmarks + head pose -> canonical landmarks)."""

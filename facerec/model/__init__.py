@@ -1,1 +1,0 @@
-"""Backbones, margin heads, training loops, metrics and the landmark autoencoder."""
