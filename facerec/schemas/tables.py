@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from facerec.errors import SchemaMismatchError
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2      # 2: landmarks.detector (which detection path found the face)
 META_TABLE = b"facerec.table"
 META_VERSION = b"facerec.layout_version"
 
@@ -52,6 +52,7 @@ LANDMARKS = _schema(
         pa.field("num_points", pa.int32(), nullable=False),   # P; points holds 2P floats
         pa.field("points", pa.list_(pa.float32())),           # [x0, y0, x1, y1, ...] source pixels
         pa.field("detected", pa.bool_(), nullable=False),
+        pa.field("detector", pa.string()),                    # detection path that found it, null if none
         pa.field("num_faces", pa.int32(), nullable=False),
         pa.field("score", pa.float32()),
         pa.field("bbox", pa.list_(pa.float32())),             # [x0, y0, x1, y1] source pixels

@@ -1,7 +1,9 @@
 """The one small interface every landmark extractor implements, and the registry that creates them.
 
 An extractor takes an RGB uint8 image ``[H, W, 3]`` and returns the landmarks of one face in source
-pixel coordinates, or ``None`` when it finds no face. Where several faces are found it keeps the
+pixel coordinates, or ``None`` when it finds no face. ``detector`` says which of its detection paths
+found the face (recorded in the landmarks table); ``depth`` is the per-point z of models that give one
+(MediaPipe's mesh), used for head pose. Where several faces are found it keeps the
 largest one nearest the image centre (``pick_primary_face``) and reports how many it saw.
 Extractors are created once per worker process (``get_extractor`` caches them), never per row.
 """
@@ -24,6 +26,8 @@ class FaceLandmarks:
     bbox: tuple[float, float, float, float]         # x0, y0, x1, y1 source pixels
     score: float                                    # detector confidence, extractor-specific scale
     num_faces: int                                  # faces seen in the image (the primary one is returned)
+    detector: str = "primary"                       # which detection path found it (DETECTORS of the extractor)
+    depth: np.ndarray | None = None                 # [P] float32 z in source px (camera axes), where the model has it
 
 
 class LandmarkExtractor(Protocol):

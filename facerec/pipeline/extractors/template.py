@@ -81,6 +81,7 @@ class TemplateExtractor:
             bbox=(*map(float, points.min(axis=0)), *map(float, points.max(axis=0))),
             score=float("nan"),
             num_faces=0,
+            detector="template",
         )
 
     def close(self) -> None:
