@@ -81,3 +81,28 @@ def local_spark():
 def spark():
     """A live local session (see ``local_spark``)."""
     return local_spark()
+
+
+CFP_DIR = Path(os.environ.get("FACEREC_CFP_DIR", REPO.parent / "shared" / "data" / "cfp")).resolve()
+BIN_DIR = Path(os.environ.get("FACEREC_BIN_DIR", REPO.parent / "shared" / "data" / "insightface-bin")).resolve()
+
+
+def _require(path: Path, what: str, env: str) -> Path:
+    if path.exists():
+        return path
+    msg = f"{what} not found at {path} (set {env})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg + ": under CI the real-data tests must run")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def cfp_dir() -> Path:
+    """The CFP folder holding cfp-dataset/ (Data/Images, Protocol)."""
+    return _require(CFP_DIR / "cfp-dataset" / "Protocol", "CFP data", "FACEREC_CFP_DIR").parents[1]
+
+
+@pytest.fixture(scope="session")
+def small_lfw_bin() -> Path:
+    """insightface's real small_lfw.bin (20 aligned crops, 10 pairs)."""
+    return _require(BIN_DIR / "small_lfw.bin", "insightface small_lfw.bin", "FACEREC_BIN_DIR")
