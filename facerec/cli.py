@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "eval_lfw",
+    "eval_pairs",
     "autoencoder",
     "embed",
     "demo",

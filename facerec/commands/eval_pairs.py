@@ -1,0 +1,54 @@
+"""``facerec eval-pairs``: verification on LFW, CFP-FF, CFP-FP or an insightface .bin, one harness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from facerec.commands.options import Device
+from facerec.errors import ConfigError
+
+EMBEDDERS = ("dlib",)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval-pairs")
+    def eval_pairs_cmd(
+        benchmark: Annotated[list[str], typer.Option("--benchmark", help="lfw | cfp-ff | cfp-fp | cfp (both, with the FF - FP gap) | bin:PATH (an insightface .bin); repeatable.")],
+        run: Annotated[Optional[Path], typer.Option("--run", help="A run folder written by facerec train.")] = None,
+        embedder: Annotated[Optional[str], typer.Option("--embedder", help="A reference embedder instead of a run: dlib.")] = None,
+        lfw_dir: Annotated[Optional[Path], typer.Option("--lfw-dir", help="Folder holding lfw-deepfunneled/ and pairs.txt (for lfw).")] = None,
+        cfp_dir: Annotated[Optional[Path], typer.Option("--cfp-dir", help="Folder holding cfp-dataset/ (for cfp-ff, cfp-fp).")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", help="Results, plots and embedding caches; default RUN/pairs or ./pairs-<embedder>.")] = None,
+        per_fold: Annotated[Optional[int], typer.Option("--per-fold", min=1, help="Use only the first N same and N different pairs of each fold (quick runs).")] = None,
+        checkpoint: Annotated[str, typer.Option("--checkpoint", help="last.pt or best.pt (with --run).")] = "last.pt",
+        device: Device = "auto",
+    ) -> None:
+        """10-fold accuracy (threshold on 9 folds) +- std, AUC, TAR@FAR 1e-2/1e-3, EER, images per alignment
+        path, and for CFP the FF - FP gap; writes pairs_<name>.json and a ROC per benchmark."""
+        from rich.console import Console
+
+        from facerec.evaluation.benchmarks import expand_specs, open_benchmark
+        from facerec.evaluation.pair_eval import eval_pairs_dlib, eval_pairs_run
+
+        if (run is None) == (embedder is None):
+            raise ConfigError("eval-pairs: pass exactly one of --run RUNDIR or --embedder dlib")
+        if embedder is not None and embedder not in EMBEDDERS:
+            raise ConfigError(f"unknown embedder {embedder!r}; expected one of: {', '.join(EMBEDDERS)}")
+        out = out or (run / "pairs" if run is not None else Path(f"pairs-{embedder}"))
+        benches = [open_benchmark(s, lfw_dir=lfw_dir, cfp_dir=cfp_dir, work=out / "work") for s in expand_specs(benchmark)]
+        if run is not None:
+            reports = eval_pairs_run(benches, run, out, per_fold=per_fold, device=device, checkpoint=checkpoint)
+        else:
+            reports = eval_pairs_dlib(benches, out, per_fold=per_fold)
+        console = Console()
+        for name, r in reports.items():
+            t, v = r["ten_fold"], r["verification"]
+            extra = f", AUC {v['auc']:.4f}, EER {100 * r['eer']:.2f}%" if v else f" ({r['note']})"
+            console.print(f"{name}: {r['num_pairs']} pairs, accuracy {100 * t['mean']:.2f}% +- {100 * t['std']:.2f}{extra}; "
+                          f"images by alignment {r['alignment']['images']}")
+        if "cfp-ff" in reports and "cfp-fp" in reports:
+            gap = reports["cfp-ff"]["ten_fold"]["mean"] - reports["cfp-fp"]["ten_fold"]["mean"]
+            console.print(f"CFP FF - FP: {100 * gap:.2f} points")
