@@ -19,6 +19,7 @@ from facerec.pipeline.extractors._image import downscale, to_source
 
 MODELS_ENV = "DLIB_MODELS_DIR"
 CNN_MODEL = "mmod_human_face_detector.dat"
+MIN_SIDE = 20      # the CNN's filter windows do not fit smaller images (dlib raises); no face is that small
 
 
 def dlib_model_file(name: str) -> Path:
@@ -53,6 +54,8 @@ class DlibCnnDetector:
             raise FacerecError(f"cannot load dlib CNN face detector {path}: {exc}") from exc
 
     def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            return np.zeros((0, 4)), np.zeros(0)
         small, scale = downscale(np.ascontiguousarray(rgb), self.max_side)
         dets = self._net(small, self.upsample)
         if not dets:

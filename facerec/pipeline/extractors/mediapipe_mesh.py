@@ -12,9 +12,14 @@ in order (``extract(...).detector`` names the one that found the face):
 
 - ``blazeface_short_crop`` / ``blazeface_full_crop``: the wheel's standalone BlazeFace short-range,
   then full-range detector (threshold 0.2) gives a box; the mesh graph (detection 0.3, presence 0.1)
-  runs on square 256 px crops of 1, 1.5, 2 and 2.5 box sides, each turned by 0, +20 and -20 degrees;
-- ``whole_image_crop``: the same on the image's own box at 0.8, 1 and 1.3 (a face filling the photo).
-The first crop with a mesh wins; its points are mapped back to the source frame.
+  runs on square 256 px crops of 1, 1.5, 2 and 2.5 box sides, each turned by 0, +20 and -20 degrees,
+  each as it is and mirrored (the mesh accepts many profiles facing one way that it rejects facing the
+  other; a mirrored crop's points are mirrored back and re-ordered with the flip permutation);
+- ``whole_image_crop``: crops of the image's own box at 0.8, 1 and 1.3 (a face filling the photo),
+  with the stricter detection 0.5 and presence 0.3: no box vouches for a face here, and at 0.3 the
+  graph found a "face" in smoothed noise (``tests/test_bad_inputs.py``); at 0.5 it finds none there.
+The first crop with a mesh wins; its points are mapped back to the source frame. A retry costs up to
+33 graph runs (about 0.3 s); a face found by the first pass costs one.
 
 Coordinates: MediaPipe returns x, y normalised to the image width/height with 0 and 1 at the outer
 pixel edges; we convert to pixel-centre source coordinates (``x * W - 0.5``), the convention dlib and
@@ -30,6 +35,7 @@ import logging
 import numpy as np
 
 from facerec.errors import FacerecError
+from facerec.geometry.landmark_sets import flip_permutation
 from facerec.pipeline.extractors._image import check_rgb, downscale
 from facerec.pipeline.extractors.base import FaceLandmarks, pick_primary_face
 from facerec.pipeline.extractors.face_crops import crop_around, crop_scale, uncrop_points
@@ -113,8 +119,10 @@ class MediaPipeExtractor:
         if name not in self._retry_graphs:
             from mediapipe.python.solutions.face_detection import FaceDetection
 
-            if name == "mesh":
+            if name == "mesh_box":
                 self._retry_graphs[name] = _mesh_graph(1, 0.3, 0.1)
+            elif name == "mesh_image":
+                self._retry_graphs[name] = _mesh_graph(1, 0.5, 0.3)
             else:
                 self._retry_graphs[name] = FaceDetection(model_selection=int(name == "full"), min_detection_confidence=0.2)
         return self._retry_graphs[name]
@@ -155,17 +163,21 @@ class MediaPipeExtractor:
                 tries.append((detector, boxes[best], float(dets[best].score[0]), _BOX_SCALES))
                 break   # the full-range detector only where the short-range one found nothing
         tries.append((RETRY_DETECTORS[2], np.array([-0.5, -0.5, width - 0.5, height - 0.5]), float("nan"), _IMAGE_SCALES))
-        mesh_graph = self._retry_graph("mesh")
         for detector, box, score, scales in tries:
-            for s in scales:
-                for angle in _ANGLES:
-                    crop, m = crop_around(rgb, box, s, angle, _CROP)
-                    faces = self._process(mesh_graph, crop, width, height).multi_face_landmarks
-                    if faces:
-                        pts = np.array([(p.x, p.y, p.z) for p in faces[0].landmark], dtype=np.float64) * _CROP
-                        xy = uncrop_points(pts[:, :2] - 0.5, m)
-                        mesh = np.column_stack([xy, pts[:, 2] / crop_scale(m)])
-                        return self._landmarks(mesh, score, 1, detector)
+            mesh_graph = self._retry_graph("mesh_image" if detector == RETRY_DETECTORS[2] else "mesh_box")
+            for s, angle, mirror in ((s, a, f) for s in scales for a in _ANGLES for f in (False, True)):
+                crop, m = crop_around(rgb, box, s, angle, _CROP)
+                if mirror:
+                    crop = np.ascontiguousarray(crop[:, ::-1])
+                faces = self._process(mesh_graph, crop, width, height).multi_face_landmarks
+                if faces:
+                    pts = np.array([(p.x, p.y, p.z) for p in faces[0].landmark], dtype=np.float64) * _CROP
+                    pts[:, :2] -= 0.5
+                    if mirror:   # back to the unmirrored crop, points in semantic order again
+                        pts[:, 0] = _CROP - 1 - pts[:, 0]
+                        pts = pts[flip_permutation(self.name)]
+                    mesh = np.column_stack([uncrop_points(pts[:, :2], m), pts[:, 2] / crop_scale(m)])
+                    return self._landmarks(mesh, score, 1, detector)
         return None
 
     def _landmarks(self, mesh: np.ndarray, score: float, num_faces: int, detector: str) -> FaceLandmarks:
