@@ -16,6 +16,8 @@ from PIL import Image
 
 from conftest import local_spark
 
+from facerec.pipeline.extractors.dlib68 import DETECTORS as DLIB_DETECTORS
+from facerec.pipeline.extractors.mediapipe_mesh import DETECTORS as MP_DETECTORS
 from facerec.pipeline.ingest import IngestConfig, run_ingest
 from facerec.geometry.landmark_sets import landmark_set
 from facerec.pipeline.landmark_stage import LandmarksConfig, finished_shards, run_landmarks
@@ -72,6 +74,7 @@ def test_detection_rate_and_geometry(landmarks, name: str) -> None:
     assert rate >= 0.97
     for r in detected:
         assert r["status"] == "ok" and r["num_points"] == lset.num_points and r["placeholder"] is False
+        assert r["detector"] in {"mediapipe": MP_DETECTORS, "dlib": DLIB_DETECTORS}[name]
         points = np.asarray(r["points"], dtype=np.float64).reshape(lset.num_points, 2)
         x0, y0, x1, y1 = r["bbox"]
         w, h = x1 - x0, y1 - y0
@@ -85,7 +88,7 @@ def test_detection_rate_and_geometry(landmarks, name: str) -> None:
         assert five[0, 0] < five[1, 0]                                  # image-left eye first
         assert all(np.isfinite(r[k]) for k in ("yaw", "pitch", "roll"))
     missed = [r for r in rows.values() if not r["detected"]]
-    assert all(r["status"] == "no_face" and r["points"] is None for r in missed)
+    assert all(r["status"] == "no_face" and r["points"] is None and r["detector"] is None for r in missed)
 
 
 @pytest.mark.parametrize("name", ["mediapipe", "dlib"])
