@@ -29,7 +29,8 @@ import numpy as np
 
 from benchmarks.common import machine_info, print_table, write_result
 from facerec.geometry.landmark_sets import landmark_set
-from facerec.geometry.pose import estimate_face_pose, estimate_head_pose
+from facerec.geometry.face_pose import estimate_face_pose
+from facerec.geometry.pose import estimate_head_pose
 from facerec.pipeline.decode import decode_rgb
 
 log = logging.getLogger("bench_pose")

@@ -11,8 +11,8 @@ from lfw_spread import landmarks, load_rgb, spread_paths
 
 from facerec.errors import FacerecError
 from facerec.geometry.landmark_sets import DLIB_68, MEDIAPIPE_478, flip_permutation, landmark_set
-from facerec.geometry.pose import (FACE_MODEL_3D, camera_matrix, estimate_face_pose, estimate_head_pose,
-                                   rotation_from_euler)
+from facerec.geometry.face_pose import estimate_face_pose
+from facerec.geometry.pose import FACE_MODEL_3D, camera_matrix, estimate_head_pose, rotation_from_euler
 
 REAL = ("mediapipe", "dlib")
 NUM_IMAGES = 40          # the first 40 of the extractor tests' 200-image spread

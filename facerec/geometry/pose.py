@@ -16,9 +16,8 @@ The rotation is then read in viewer axes (x image-right, y up, z towards the vie
 
 A horizontal mirror of the image negates yaw and roll and keeps pitch. Angles lie in (-180, 180].
 
-``estimate_face_pose`` is what the pipeline calls: MediaPipe meshes with depth take the 3-D fit of
-``facerec.geometry.pose3d`` (the six-point fit saturates near 45-60 degrees on profiles); every other
-landmark set, and MediaPipe points without depth, take the six-point ``solvePnP`` here.
+The pipeline calls ``facerec.geometry.face_pose.estimate_face_pose``, which uses this six-point fit for
+dlib and the 3-D mesh fit of ``facerec.geometry.pose3d`` for MediaPipe.
 """
 
 from __future__ import annotations
@@ -106,13 +105,3 @@ def estimate_head_pose(points: np.ndarray, lset: LandmarkSet, width: int, height
     rotation_cam, _ = cv2.Rodrigues(rvec)
     return euler_from_rotation(_CAMERA_TO_VIEWER @ rotation_cam @ _CAMERA_TO_VIEWER)
 
-
-def estimate_face_pose(points: np.ndarray, lset: LandmarkSet, width: int, height: int,
-                       depth: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(yaw, pitch, roll): the 3-D mesh fit where ``lset`` is MediaPipe's and ``depth`` is given, else
-    the six-point ``solvePnP`` (``estimate_head_pose``)."""
-    if depth is not None and lset.name == "mediapipe":
-        from facerec.geometry.pose3d import estimate_head_pose_3d
-
-        return estimate_head_pose_3d(points, depth)
-    return estimate_head_pose(points, lset, width, height)

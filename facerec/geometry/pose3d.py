@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import FacerecError
+from facerec.geometry.pose import _CAMERA_TO_VIEWER, euler_from_rotation
 
 REFERENCE_FILE = Path(__file__).with_name("data") / "mediapipe_reference.json"
 MESH_POINTS = 468                       # the face mesh proper; 468..477 are the irises
@@ -72,8 +73,6 @@ def mesh_rotation(points: np.ndarray, depth: np.ndarray) -> np.ndarray | None:
 
 def euler_of_camera_rotation(rotation_cam: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) of a camera-axes rotation, in the viewer convention of ``pose``."""
-    from facerec.geometry.pose import _CAMERA_TO_VIEWER, euler_from_rotation
-
     return euler_from_rotation(_CAMERA_TO_VIEWER @ rotation_cam @ _CAMERA_TO_VIEWER)
 
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
 from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
-from facerec.geometry.pose import estimate_face_pose
+from facerec.geometry.face_pose import estimate_face_pose
 from facerec.pipeline.decode import ImageRejected, decode_rgb
 from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
 from facerec.pipeline.report import ShardCounts, StageResult
