@@ -31,11 +31,11 @@ from benchmarks.common import machine_info, print_table, write_result
 from facerec.geometry.landmark_sets import landmark_set
 from facerec.geometry.face_pose import estimate_face_pose
 from facerec.geometry.pose import estimate_head_pose
+from facerec.geometry.yaw_bins import YAW_BIN_EDGES, bin_name
 from facerec.pipeline.decode import decode_rgb
 
 log = logging.getLogger("bench_pose")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-BINS = ((0, 15), (15, 30), (30, 45), (45, 60), (60, 75), (75, 181))
 PRIMARY = {"mediapipe": "blazeface", "dlib": "hog"}
 
 
@@ -73,7 +73,7 @@ def yaw_summary(yaws: list[float]) -> dict:
         return {"n": 0}
     return {"n": int(len(a)), "p10": round(float(np.percentile(a, 10)), 1), "median": round(float(np.median(a)), 1),
             "p90": round(float(np.percentile(a, 90)), 1), "max": round(float(a.max()), 1),
-            "bins": {f"{lo}-{hi}" if hi <= 180 else f"{lo}+": int(((a >= lo) & (a < hi)).sum()) for lo, hi in BINS}}
+            "bins": {bin_name(lo, hi): int(((a >= lo) & (a < hi)).sum()) for lo, hi in YAW_BIN_EDGES}}
 
 
 def run_set(name: str, images, extractor) -> dict:
