@@ -89,13 +89,14 @@ def test_dlib_on_forty_real_pairs_is_far_above_chance(lfw_dir: Path, tmp_path: P
     result = CliRunner().invoke(app, ["eval-lfw", "--lfw-dir", str(lfw_dir), "--embedder", "dlib",
                                       "--per-fold", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    report = json.loads((out / "lfw_dlib.json").read_text())
+    report = json.loads((out / "pairs_dlib.json").read_text())["benchmarks"]["lfw"]
     assert report["num_pairs"] == 40 and len(report["ten_fold"]["fold_accuracies"]) == 10
     assert report["ten_fold"]["mean"] >= 0.9, report["ten_fold"]
-    assert report["verification"]["auc"] >= 0.95
-    assert sum(report["face_boxes"].values()) == report["num_images"]
-    assert (out / "lfw_roc_dlib.png").stat().st_size > 5000
-    assert np.load(out / "embeddings-dlib-up1.npz")["embeddings"].shape == (report["num_images"], 128)
+    assert report["verification"]["auc"] >= 0.95 and 0 <= report["eer"] < 0.1
+    alignment = report["alignment"]
+    assert sum(alignment["images"].values()) == alignment["num_images"]
+    assert (out / "roc_lfw_dlib.png").stat().st_size > 5000
+    assert np.load(out / "embeddings-lfw-dlib-up1-cnn.npz")["embeddings"].shape == (alignment["num_images"], 128)
 
 
 @pytest.mark.slow
@@ -106,7 +107,8 @@ def test_a_trained_run_goes_through_the_training_data_path(lfw_dir: Path, tmp_pa
 
     from facerec.recognition import train as tr
     from facerec.recognition.config import TrainConfig
-    from facerec.recognition.lfw import eval_lfw_run
+    from facerec.evaluation.benchmarks import open_benchmark
+    from facerec.recognition.pair_eval import eval_pairs_run
 
     zarr_path, _ = build_feature_set(tmp_path / "train_store", lfw_dir, num_identities=8, per_identity=4, size=32,
                                      chunk_rows=8, shard_size=32, invalid_rows=())
@@ -114,12 +116,14 @@ def test_a_trained_run_goes_through_the_training_data_path(lfw_dir: Path, tmp_pa
                          img_size=32, epochs=1, batch_size=8, num_workers=0, device="cpu", max_steps=1,
                          evaluate_after=False, holdout_identity_frac=0.2)
     tr.main(cfg)
-    report = eval_lfw_run(lfw_dir, tmp_path / "run", per_fold=1, device="cpu")
+    bench = open_benchmark("lfw", lfw_dir=lfw_dir)
+    report = eval_pairs_run([bench], tmp_path / "run", per_fold=1, device="cpu")["lfw"]
     assert report["num_pairs"] == 20 and report["mirror"] is True and report["metric"] == "cosine"
-    assert sum(report["faces"].values()) == report["num_images"] == 40
-    assert report["faces"].get("aligned", 0) >= 35          # dlib finds nearly every LFW face
-    assert 0.0 <= report["ten_fold"]["mean"] <= 1.0
-    cached = np.load(tmp_path / "run" / "lfw" / "embeddings-run-last-step1.npz")
+    faces = report["alignment"]["images"]
+    assert sum(faces.values()) == report["alignment"]["num_images"] == 40
+    assert faces.get("aligned", 0) >= 35          # dlib finds nearly every LFW face
+    assert 0.0 <= report["ten_fold"]["mean"] <= 1.0 and report["yaw_bins"] is not None
+    cached = np.load(tmp_path / "run" / "pairs" / "embeddings-lfw-run-last-step1.npz")
     assert cached["embeddings"].shape == (40, 32)
-    again = eval_lfw_run(lfw_dir, tmp_path / "run", per_fold=1, device="cpu")   # all from the cache
+    again = eval_pairs_run([bench], tmp_path / "run", per_fold=1, device="cpu")["lfw"]   # all from the cache
     assert again["ten_fold"] == report["ten_fold"]

@@ -29,7 +29,7 @@ def _aligned_lfw_crops(lfw_dir, num_pairs: int) -> tuple[list[bytes], list[bool]
     """JPEGs of 112 px crops aligned by the pipeline (MediaPipe + 5-point template), pairs of LFW fold 1."""
     from facerec.geometry.alignment import align_face
     from facerec.geometry.landmark_sets import MEDIAPIPE_478
-    from facerec.model.lfw import read_pairs
+    from facerec.evaluation.lfw import read_pairs
     from facerec.pipeline.extractors.base import get_extractor
 
     extractor = get_extractor("mediapipe")

@@ -76,8 +76,9 @@ def test_cosine_scores_ignore_scale() -> None:
 
 
 def test_pairs_fall_in_the_bin_of_their_larger_yaw() -> None:
-    bins = yaw_bin_of(np.array([5.0, -20.0, 3.0, 10.0, np.nan]), np.array([-14.9, 2.0, 44.0, -60.0, 1.0]))
-    assert bins.tolist() == ["0-15", "15-30", "30-45", "45+", ""]
+    bins = yaw_bin_of(np.array([5.0, -20.0, 3.0, 10.0, 70.0, -88.0, np.nan]),
+                      np.array([-14.9, 2.0, 44.0, -59.0, 1.0, 0.0, 1.0]))
+    assert bins.tolist() == ["0-15", "15-30", "30-45", "45-60", "60-75", "75+", ""]
 
 
 def test_yaw_binned_metrics_mark_small_bins_and_missing_pose() -> None:
@@ -87,12 +88,13 @@ def test_yaw_binned_metrics_mark_small_bins_and_missing_pose() -> None:
     scores = np.where(same, 0.6, 0.2) + rng.normal(scale=0.1, size=n)
     yaw_a = np.r_[rng.uniform(0, 14, 100), rng.uniform(31, 44, 20)]
     yaw_b = np.zeros(n)
-    yaw_a[-5:] = 50.0                                    # 5 pairs in 45+: too few
+    yaw_a[-5:] = 50.0                                    # 5 pairs in 45-60: too few
     out = yaw_binned_metrics(scores, same, yaw_a, yaw_b, min_pairs=10)
     assert out["bins"]["0-15"]["num_pairs"] == 100 and out["bins"]["0-15"]["auc"] > 0.9
     assert out["bins"]["30-45"]["num_pairs"] == 15 and out["bins"]["30-45"]["auc"] is not None
     assert out["bins"]["15-30"]["auc"] is None and "too few" in out["bins"]["15-30"]["note"]
-    assert out["bins"]["45+"]["num_pairs"] == 5 and out["bins"]["45+"]["auc"] is None
+    assert out["bins"]["45-60"]["num_pairs"] == 5 and out["bins"]["45-60"]["auc"] is None
+    assert out["bins"]["75+"]["num_pairs"] == 0 and "too few" in out["bins"]["75+"]["note"]
     no_pose = yaw_binned_metrics(scores, same, np.full(n, np.nan), np.full(n, np.nan))
     assert "no pose" in no_pose["note"] and no_pose["num_unknown_pose"] == n
     assert all(b["auc"] is None for b in no_pose["bins"].values())

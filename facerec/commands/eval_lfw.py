@@ -1,4 +1,5 @@
-"""``facerec eval-lfw``: LFW View 2 verification (10 folds) of a trained run or of dlib's embedder."""
+"""``facerec eval-lfw``: LFW View 2 (10 folds) of a trained run or of dlib's embedder; the ``lfw`` case of
+``facerec eval-pairs``, kept under its own name."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import typer
 
 from facerec.commands.options import Device
 from facerec.errors import ConfigError
-from facerec.evaluation import lfw
 
 EMBEDDERS = ("dlib",)
 
@@ -26,21 +26,21 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="last.pt or best.pt (with --run).")] = "last.pt",
         device: Device = "auto",
     ) -> None:
-        """10-fold LFW accuracy (threshold chosen on 9 folds), its std, and AUC; writes lfw_<name>.json and the ROC."""
-        from rich.console import Console
-
-        from facerec.recognition.lfw import eval_lfw_run
+        """10-fold LFW accuracy (threshold chosen on 9 folds) +- std, AUC, TAR@FAR, EER; writes pairs_<name>.json
+        and the ROC (the same as eval-pairs --benchmark lfw)."""
+        from facerec.commands.eval_pairs import print_reports
+        from facerec.evaluation.benchmarks import open_benchmark
+        from facerec.evaluation.pair_eval import eval_pairs_dlib
+        from facerec.recognition.pair_eval import eval_pairs_run
 
         if (run is None) == (embedder is None):
             raise ConfigError("eval-lfw: pass exactly one of --run RUNDIR or --embedder dlib")
         if embedder is not None and embedder not in EMBEDDERS:
             raise ConfigError(f"unknown embedder {embedder!r}; expected one of: {', '.join(EMBEDDERS)}")
+        bench = open_benchmark("lfw", lfw_dir=lfw_dir, pairs_file=pairs_file)
         if run is not None:
-            report = eval_lfw_run(lfw_dir, run, out=out, pairs_file=pairs_file, per_fold=per_fold,
-                                      device=device, checkpoint=checkpoint)
+            reports = eval_pairs_run([bench], run, out or run / "lfw", per_fold=per_fold, device=device,
+                                     checkpoint=checkpoint)
         else:
-            report = lfw.eval_lfw_dlib(lfw_dir, out or Path(f"lfw-{embedder}"), pairs_file=pairs_file, per_fold=per_fold)
-        t, v = report["ten_fold"], report["verification"]
-        Console().print(f"LFW View 2, {report['num_pairs']} pairs, {len(t['fold_accuracies'])} folds: "
-                        f"accuracy {100 * t['mean']:.2f}% +- {100 * t['std']:.2f}, AUC {v['auc']:.4f} "
-                        f"({report['metric']} scores, mirror {report['mirror']})")
+            reports = eval_pairs_dlib([bench], out or Path(f"lfw-{embedder}"), per_fold=per_fold)
+        print_reports(reports)

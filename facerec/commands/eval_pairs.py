@@ -28,10 +28,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """10-fold accuracy (threshold on 9 folds) +- std, AUC, TAR@FAR 1e-2/1e-3, EER, images per alignment
         path, and for CFP the FF - FP gap; writes pairs_<name>.json and a ROC per benchmark."""
-        from rich.console import Console
-
         from facerec.evaluation.benchmarks import expand_specs, open_benchmark
-        from facerec.evaluation.pair_eval import eval_pairs_dlib, eval_pairs_run
+        from facerec.evaluation.pair_eval import eval_pairs_dlib
+        from facerec.recognition.pair_eval import eval_pairs_run
 
         if (run is None) == (embedder is None):
             raise ConfigError("eval-pairs: pass exactly one of --run RUNDIR or --embedder dlib")
@@ -43,12 +42,20 @@ def register(app: typer.Typer) -> None:
             reports = eval_pairs_run(benches, run, out, per_fold=per_fold, device=device, checkpoint=checkpoint)
         else:
             reports = eval_pairs_dlib(benches, out, per_fold=per_fold)
-        console = Console()
-        for name, r in reports.items():
-            t, v = r["ten_fold"], r["verification"]
-            extra = f", AUC {v['auc']:.4f}, EER {100 * r['eer']:.2f}%" if v else f" ({r['note']})"
-            console.print(f"{name}: {r['num_pairs']} pairs, accuracy {100 * t['mean']:.2f}% +- {100 * t['std']:.2f}{extra}; "
-                          f"images by alignment {r['alignment']['images']}")
-        if "cfp-ff" in reports and "cfp-fp" in reports:
-            gap = reports["cfp-ff"]["ten_fold"]["mean"] - reports["cfp-fp"]["ten_fold"]["mean"]
-            console.print(f"CFP FF - FP: {100 * gap:.2f} points")
+        print_reports(reports)
+
+
+def print_reports(reports: dict[str, dict]) -> None:
+    """One line per benchmark, and the CFP gap where both protocols ran."""
+    from rich.console import Console
+
+    console = Console()
+    for name, r in reports.items():
+        t, v = r["ten_fold"], r["verification"]
+        extra = f", AUC {v['auc']:.4f}, EER {100 * r['eer']:.2f}%" if v else f" ({r['note']})"
+        console.print(f"{name}: {r['num_pairs']} pairs, {len(t['fold_accuracies'])} folds, accuracy "
+                      f"{100 * t['mean']:.2f}% +- {100 * t['std']:.2f}{extra} ({r['metric']} scores, mirror "
+                      f"{r['mirror']}); images by alignment {r['alignment']['images']}")
+    if "cfp-ff" in reports and "cfp-fp" in reports:
+        gap = reports["cfp-ff"]["ten_fold"]["mean"] - reports["cfp-fp"]["ten_fold"]["mean"]
+        console.print(f"CFP FF - FP: {100 * gap:.2f} points")

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facerec.errors import ConfigError
+from facerec.evaluation.cfp import cfp_images_dir, read_cfp_pairs
+from facerec.evaluation.insightface_bin import read_bin
+from facerec.evaluation.lfw import lfw_images_dir, read_pairs
 from facerec.evaluation.pairs import VerificationPair
 
 NAMES = ("lfw", "cfp-ff", "cfp-fp")
@@ -53,14 +56,10 @@ def open_benchmark(spec: str, *, lfw_dir: Path | None = None, cfp_dir: Path | No
                    work: Path | None = None, pairs_file: Path | None = None) -> Benchmark:
     """The pairs and image folder of one benchmark (see the module docstring)."""
     if spec == "lfw":
-        from facerec.model.lfw import lfw_images_dir, read_pairs
-
         if lfw_dir is None:
             raise ConfigError("benchmark lfw needs --lfw-dir (the folder holding lfw-deepfunneled/ and pairs.txt)")
         return Benchmark("lfw", "lfw", read_pairs(pairs_file or Path(lfw_dir) / "pairs.txt"), lfw_images_dir(lfw_dir))
     if spec in ("cfp-ff", "cfp-fp"):
-        from facerec.evaluation.cfp import cfp_images_dir, read_cfp_pairs
-
         if cfp_dir is None:
             raise ConfigError(f"benchmark {spec} needs --cfp-dir (the folder holding cfp-dataset/)")
         return Benchmark(spec, "cfp", read_cfp_pairs(cfp_dir, spec[-2:]), cfp_images_dir(cfp_dir))
@@ -72,8 +71,6 @@ def open_benchmark(spec: str, *, lfw_dir: Path | None = None, cfp_dir: Path | No
 
 
 def _bin_benchmark(path: Path, work: Path) -> Benchmark:
-    from facerec.evaluation.insightface_bin import read_bin
-
     data = read_bin(path)
     digest = hashlib.sha1(b"".join(hashlib.sha1(b).digest() for b in data.images)).hexdigest()[:10]
     name = f"bin-{path.stem}"

@@ -4,10 +4,11 @@ pairs.txt (official layout): a header ``10<TAB>300``, then 10 folds, each 300 sa
 ``name<TAB>i<TAB>j`` followed by 300 different-person lines ``name1<TAB>i<TAB>name2<TAB>j``; image
 numbers are 1-based, the file is ``<images>/<name>/<name>_%04d.jpg``. The folds are disjoint in people.
 
-Embedders:
-- ``dlib`` (``facerec.evaluation.dlib_embedder``): one image at a time, scored by Euclidean distance (the
+The harness that embeds and scores them is ``facerec.evaluation.pair_eval`` (``eval-pairs``; ``eval-lfw``
+is its ``lfw`` case). This module keeps LFW's protocol and what the harness shares across benchmarks:
+- dlib (``facerec.evaluation.dlib_embedder``): one image at a time, scored by Euclidean distance (the
   metric it was trained for), no mirroring.
-- a trained run (``facerec.recognition.lfw.eval_lfw_run``): the pairs' images go through exactly the
+- a trained run (``facerec.recognition.pair_eval.eval_pairs_run``): the pairs' images go through exactly the
   training data path: an ImageFolder of symlinks is built into an LFW store with the run's extractor and crop size
   (``facerec.pipeline.build.build_store``: landmarks, alignment, heatmaps, mask), and its rows are read
   by ``FaceStoreDataset`` with the run's channels and embedded with the mirror convention
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError, SourceError
-from facerec.evaluation.dlib_embedder import DlibEmbedder, WHOLE_IMAGE
 from facerec.evaluation.metrics import verification_metrics
-from facerec.evaluation.plots import plot_roc
+from facerec.evaluation.pairs import pair_images, subset_pairs  # noqa: F401 - LFW's callers import them here
 from facerec.evaluation.verification import cosine_scores, ten_fold_accuracy, yaw_binned_metrics
 from facerec.pipeline.build import build_store
-from facerec.store.fs import atomic_local_path, resolve, write_json_atomic
+from facerec.store.fs import atomic_local_path
 from facerec.store.layout import StoreLayout
 from facerec.store.open_store import open_feature_set
 
@@ -106,19 +105,6 @@ def read_pairs(path: Path | str) -> list[LFWPair]:
     return pairs
 
 
-def subset_pairs(pairs: Sequence[LFWPair], per_fold: int | None) -> list[LFWPair]:
-    """The first ``per_fold`` same and first ``per_fold`` different pairs of every fold (quick runs)."""
-    if per_fold is None:
-        return list(pairs)
-    out, seen = [], {}
-    for p in pairs:
-        key = (p.fold, p.same)
-        if seen.get(key, 0) < per_fold:
-            seen[key] = seen.get(key, 0) + 1
-            out.append(p)
-    return out
-
-
 def lfw_images_dir(lfw_dir: Path | str) -> Path:
     """The folder of identity sub-folders: ``lfw_dir`` itself or one of its usual sub-folders."""
     lfw_dir = Path(lfw_dir)
@@ -128,11 +114,6 @@ def lfw_images_dir(lfw_dir: Path | str) -> Path:
     if lfw_dir.is_dir() and any(p.is_dir() for p in lfw_dir.iterdir()):
         return lfw_dir
     raise SourceError(f"{lfw_dir}: no LFW images folder (expected one of {', '.join(IMAGE_DIRS)} or identity folders)")
-
-
-def pair_images(pairs: Sequence[LFWPair]) -> list[str]:
-    """Distinct relative image paths the pairs need, sorted."""
-    return sorted({p.path_a for p in pairs} | {p.path_b for p in pairs})
 
 
 # ------------------------------------------------------------------------------------------- cache
@@ -219,42 +200,6 @@ def lfw_report(pairs: Sequence[LFWPair], scores: np.ndarray) -> tuple[dict, tupl
     folds = np.array([p.fold for p in pairs])
     metrics, roc = verification_metrics(scores, same)
     return {"ten_fold": ten_fold_accuracy(scores, same, folds).to_dict(), "verification": metrics.to_dict()}, roc
-
-
-def write_lfw_result(out: Path, report: dict, roc: tuple[np.ndarray, np.ndarray], label: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    plot_roc({label: (roc[0], roc[1], report["verification"]["auc"])}, out / f"lfw_roc_{label}.png",
-             title="LFW View 2 ROC")
-    path = out / f"lfw_{label}.json"
-    write_json_atomic(report, resolve(str(path)), default=float)
-    return path
-
-
-def eval_lfw_dlib(lfw_dir: Path | str, out: Path | str, *, pairs_file: Path | str | None = None,
-                  per_fold: int | None = None, metric: str = "euclidean", upsample: int = 1) -> dict:
-    """dlib's embedder on LFW View 2; writes ``out/lfw_dlib.json`` and the ROC plot; returns the report."""
-
-    lfw_dir, out = Path(lfw_dir), Path(out)
-    pairs = subset_pairs(read_pairs(pairs_file or lfw_dir / "pairs.txt"), per_fold)
-    images = lfw_images_dir(lfw_dir)
-
-    embedder = DlibEmbedder(upsample=upsample, fallback_box=LFW_MEDIAN_FACE_BOX)
-    cache = EmbeddingCache(out / f"embeddings-dlib-up{upsample}.npz")
-    cache.discard([k for k, how in cache.how.items() if how == WHOLE_IMAGE])   # older fall-back rule
-
-    embed_images_one_by_one(images, pair_images(pairs), cache, embedder.embed)
-    scores = score_lfw_pairs(pairs, cache.vectors, metric)
-    report, roc = lfw_report(pairs, scores)
-    needed = pair_images(pairs)
-    hows = dict(Counter(cache.how[k] for k in needed))
-    report.update({"embedder": "dlib", "metric": metric, "mirror": False, "upsample": upsample,
-                   "num_pairs": len(pairs), "num_images": len(needed), "face_boxes": hows,
-                   "pairs_per_fold_half": per_fold, "lfw_dir": str(lfw_dir)})
-    write_lfw_result(out, report, roc, "dlib")
-    t = report["ten_fold"]
-    log.info("LFW dlib: %.2f%% +- %.2f over %d folds, AUC %.4f (%d pairs; boxes %s)", 100 * t["mean"], 100 * t["std"],
-             len(t["fold_accuracies"]), report["verification"]["auc"], len(pairs), hows)
-    return report
 
 
 # ------------------------------------------------------------------------------------------- a trained run

@@ -13,22 +13,22 @@ are used), so training can use the very same NME as its loss.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from facerec.errors import ConfigError
+from facerec.geometry.yaw_bins import YAW_BIN_EDGES, bin_name
 from facerec.geometry.landmark_sets import LandmarkSet
 
-# |yaw| bins in degrees: [lo, hi). The last is open-ended.
-YAW_BINS: tuple[tuple[float, float], ...] = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0), (45.0, math.inf))
+# |yaw| bins in degrees: [lo, hi), the last open-ended (``facerec.geometry.yaw_bins``).
+YAW_BINS: tuple[tuple[float, float], ...] = YAW_BIN_EDGES
 
 
 def yaw_bin_names(bins: Sequence[tuple[float, float]] = YAW_BINS) -> list[str]:
-    """``["0-15", "15-30", "30-45", "45+"]`` for the default bins."""
-    return [f"{lo:g}+" if math.isinf(hi) else f"{lo:g}-{hi:g}" for lo, hi in bins]
+    """``["0-15", "15-30", ..., "75+"]`` for the default bins."""
+    return [bin_name(lo, hi) for lo, hi in bins]
 
 
 def inter_ocular_distance(points: Any, lset: LandmarkSet) -> Any:

@@ -22,6 +22,9 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
+from facerec.evaluation.metrics import check_pairs, roc_curve, verification_metrics
+from facerec.evaluation.verification import ten_fold_accuracy, yaw_binned_metrics
+
 
 def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
     """The rate at which FAR = FRR (1 - TPR) on the ROC, interpolated between the two points around it."""
@@ -59,9 +62,6 @@ def pair_benchmark_report(pairs: Sequence, scores: np.ndarray, how: Mapping[str,
                           yaw_a: np.ndarray | None = None, yaw_b: np.ndarray | None = None
                           ) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
     """The report of the module docstring and the ROC points (None without both kinds of pair)."""
-    from facerec.model.metrics import check_pairs, roc_curve, verification_metrics
-    from facerec.model.verification import ten_fold_accuracy, yaw_binned_metrics
-
     same = np.array([p.same for p in pairs], dtype=bool)
     folds = np.array([p.fold for p in pairs])
     scores, same = check_pairs(scores, same)

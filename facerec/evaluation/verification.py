@@ -5,22 +5,22 @@ applied to fold k; the result is the mean and standard deviation (population, ``
 insightface reports it) of the 10 fold accuracies.
 
 Yaw bins: a pair falls in the bin of its larger |yaw| (the harder of its two faces), bins 0-15,
-15-30, 30-45 and 45+ degrees. A bin with fewer than ``min_pairs`` pairs, or without both same and
+15-30, 30-45, 45-60, 60-75 and 75+ degrees (``facerec.geometry.yaw_bins``). A bin with fewer than ``min_pairs`` pairs, or without both same and
 different pairs, gets no metric and says why, rather than a noisy number.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from facerec.geometry.yaw_bins import YAW_BIN_EDGES, YAW_BIN_NAMES
 from facerec.errors import ConfigError
 from facerec.evaluation.metrics import check_pairs, accuracy_at, best_threshold, roc_auc
 
-YAW_BINS: tuple[tuple[str, float, float], ...] = (
-    ("0-15", 0.0, 15.0), ("15-30", 15.0, 30.0), ("30-45", 30.0, 45.0), ("45+", 45.0, math.inf),
+YAW_BINS: tuple[tuple[str, float, float], ...] = tuple(
+    (name, lo, hi) for name, (lo, hi) in zip(YAW_BIN_NAMES, YAW_BIN_EDGES)
 )
 MIN_PAIRS_PER_BIN = 20
 
