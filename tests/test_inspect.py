@@ -45,7 +45,8 @@ def _landmarks() -> pa.Table:
     return pa.Table.from_pydict({
         "sample_id": [f"s{i}" for i in range(n)], "shard": [0] * n, "position": list(range(n)),
         "extractor": ["template"] * n, "num_points": [68] * n,
-        "points": [[1.0] * 136] * 6 + [None], "detected": detected, "num_faces": [1] * 6 + [0],
+        "points": [[1.0] * 136] * 6 + [None], "detected": detected, "detector": ["template"] * 6 + [None],
+        "num_faces": [1] * 6 + [0],
         "score": [0.9] * 6 + [None], "bbox": [[0.0, 0.0, 10.0, 10.0]] * 6 + [None],
         "yaw": yaw, "pitch": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None], "roll": [0.0] * 6 + [None],
         "placeholder": [True] * n, "status": ["ok"] * 6 + ["no_face"], "error": [None] * 6 + ["no face found"],
