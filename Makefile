@@ -6,7 +6,7 @@ STORE  ?= runs/store
 SOURCE ?=
 LFW    ?= ../shared/data/lfw
 
-.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation demo clean help
+.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation bench-pose demo clean help
 
 help:
 	@echo "make install   create $(VENV) and install facerec with its pinned dependencies"
@@ -47,6 +47,12 @@ bench-autoencoder:
 
 bench-ablation:
 	$(BIN)/python benchmarks/ablation.py --lfw-dir $(LFW) --work runs/bench/ablation
+
+# Detection and |yaw| on CFP frontal/profile, LFW and aligned crops, per extractor (before/after the
+# profile retries). MediaPipe on all CFP profiles; dlib on a sample (its CNN costs about 1 s a profile).
+bench-pose:
+	$(BIN)/python -m benchmarks.bench_pose --extractors mediapipe --profile-step 1 --frontal-step 2 --lfw-images 500 --crops 300
+	$(BIN)/python -m benchmarks.bench_pose --extractors dlib --profile-step 20 --frontal-step 50 --lfw-images 150 --crops 150
 
 demo:
 	$(BIN)/facerec demo $(if $(SOURCE),--source $(SOURCE),)
