@@ -5,8 +5,8 @@ We ask the graph for two of its output streams: the landmarks and the detections
 The mesh itself has no per-face confidence, so ``score`` is the BlazeFace detection score (0..1) of
 the detection whose box overlaps the chosen mesh best; NaN if no detection overlaps it at all.
 
-Profiles. On CFP the graph alone finds 85% of profile photos (1,698 of 2,000): BlazeFace usually finds the face, but the
-mesh seeded from its box (rotated by the eye keypoints, which a profile hides) fails the face-presence
+Profiles. On CFP the graph alone finds 85% of profile photos (1,698 of 2,000): BlazeFace usually
+finds the face, but the mesh seeded from its box (rotated by the eye keypoints, which a profile hides) fails the face-presence
 check. Where the whole image gives nothing, ``retry`` runs the detection paths of ``RETRY_DETECTORS``
 in order (``extract(...).detector`` names the one that found the face):
 
