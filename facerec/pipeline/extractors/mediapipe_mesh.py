@@ -8,7 +8,8 @@ the detection whose box overlaps the chosen mesh best; NaN if no detection overl
 Profiles. On CFP the graph alone finds 85% of profile photos (1,698 of 2,000): BlazeFace usually
 finds the face, but the mesh seeded from its box (rotated by the eye keypoints, which a profile
 hides) fails the face-presence check. Where the whole image gives nothing, ``retry`` runs the
-detection paths of ``RETRY_DETECTORS`` in order (``extract(...).detector`` names the one that found the face):
+detection paths of ``RETRY_DETECTORS`` in order (``extract(...).detector`` names the one that
+found the face):
 
 - ``blazeface_short_crop`` / ``blazeface_full_crop``: the wheel's standalone BlazeFace short-range,
   then full-range detector (threshold 0.2) gives a box; the mesh graph (detection 0.3, presence 0.1)
