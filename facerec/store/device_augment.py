@@ -118,7 +118,7 @@ class DeviceInputs:
         b = pixels.shape[0]
         flip, scale, shift = self._draw(b, generator)
         x = torch.empty((b, layout.num_channels, s, s), dtype=self.dtype, device=self.device)
-        src = pixels.float()                                  # warped in float32, stored as self.dtype
+        src = pixels                                          # uint8, or float32 once warped
         if self.augment is not None:
             c = (s - 1) / 2.0
             sign = 1.0 - 2.0 * flip.float()                  # output pixel p' samples input p: see module doc
@@ -128,10 +128,11 @@ class DeviceInputs:
             theta[:, 0, 2] = -sign * shift[:, 0] / (scale * c)
             theta[:, 1, 2] = -shift[:, 1] / (scale * c)
             grid = F.affine_grid(theta, [b, src.shape[1], s, s], align_corners=True)
-            src = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        x[:, :3] = src[:, :3].div(255.0).sub_(RGB_MEAN).div_(RGB_STD)
+            src = F.grid_sample(src.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        # (x / 255 - mean) / std in one conversion pass and two in-place ones, as normalize_batch does
+        x[:, :3].copy_(src[:, :3]).mul_(1.0 / (255.0 * RGB_STD)).sub_(RGB_MEAN / RGB_STD)
         if layout.has_mask:
-            x[:, -1] = (src[:, 3] >= 127.5).to(self.dtype)
+            x[:, -1] = src[:, 3] >= 127.5
         if layout.num_heatmaps:
             points = self._points(batch, flip, scale, shift)
             render_heatmaps_torch(points, s, self.sigma, out=x[:, layout.heatmap_slice])
