@@ -37,6 +37,10 @@ def test_stacked_crops_code_like_single_crops(lfw_dir, tmp_path):
     alone = np.concatenate([codec.decode_bytes(codec.encode_array(chunk[i : i + 1]), (1, *chunk.shape[1:])) for i in range(4)])
     assert np.abs(stacked.astype(int) - alone).max() <= 1
     assert np.array_equal(image_to_chunk(chunk_to_image(chunk), chunk.shape), chunk)
+    odd = chunk[:, :, :40, :40]                                      # 40 rows: padded to 48 per crop
+    assert chunk_to_image(odd).shape == (4 * 48, 40, 3)
+    back = codec.decode_bytes(codec.encode_array(np.ascontiguousarray(odd)), odd.shape)
+    assert back.shape == odd.shape and np.abs(back.astype(int) - odd).mean() < 2.5
 
 
 def test_bad_codec_settings_are_refused():

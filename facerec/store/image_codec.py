@@ -2,9 +2,10 @@
 
 Pixels barely compress losslessly (lz4 keeps 37 KB of the 37.6 KB of a 112 px crop), which is what
 makes a store 4-5x its source JPEGs. ``CropImageCodec`` stores an image chunk ``[C, 3, S, S]`` as ONE
-image of ``C`` crops stacked vertically (``[C * S, S, 3]``) in JPEG, WebP or JPEG XL. With S a multiple
-of 16 every crop covers whole JPEG blocks (also whole 4:2:0 macroblocks), so no crop bleeds into its
-neighbour: the stacked chunk codes each crop as it would alone, in one encoder call per chunk.
+image of ``C`` crops stacked vertically in JPEG, WebP or JPEG XL, each crop's rows padded (edge rows
+repeated) to a multiple of 16 (``BLOCK``): every crop then covers whole JPEG blocks and whole 4:2:0
+macroblocks, so no crop bleeds into its neighbour and the stacked chunk codes each crop as it would
+alone, in one encoder call per chunk. At S = 112 there is no padding (112 = 7 x 16).
 
 Codec names in a feature layout (``FeatureLayout.crop_codec``):
 - ``lossless``: no image codec; the crop goes through the layout's general compressor (lz4 ...).
@@ -38,6 +39,7 @@ LOSSLESS = "lossless"
 IMAGE_FORMATS = ("jpeg", "webp", "jxl")
 CROP_CODECS = (LOSSLESS, *IMAGE_FORMATS)
 JXL_EFFORT = 3        # libjxl speed/size knob: 3 encodes a 112 px crop in well under a millisecond
+BLOCK = 16            # crop rows are padded to a multiple of this: whole macroblocks per crop
 
 
 def _encoder(fmt: str, quality: int):
@@ -58,16 +60,25 @@ def _decoder(fmt: str):
     return {"jpeg": imagecodecs.jpeg8_decode, "webp": imagecodecs.webp_decode, "jxl": imagecodecs.jpegxl_decode}[fmt]
 
 
+def padded_rows(h: int) -> int:
+    return -(-h // BLOCK) * BLOCK
+
+
 def chunk_to_image(chunk: np.ndarray) -> np.ndarray:
-    """[C, 3, S, S] uint8 -> [C * S, S, 3]: the crops stacked top to bottom, channels last."""
+    """[C, 3, S, S] uint8 -> [C * Sp, S, 3]: the crops stacked top to bottom, channels last, each padded
+    to Sp = ``padded_rows(S)`` rows by repeating its last row."""
     c, ch, h, w = chunk.shape
-    return np.ascontiguousarray(chunk.transpose(0, 2, 3, 1)).reshape(c * h, w, ch)
+    hp = padded_rows(h)
+    image = np.empty((c, hp, w, ch), dtype=np.uint8)
+    image[:, :h] = chunk.transpose(0, 2, 3, 1)
+    image[:, h:] = image[:, h - 1 : h]
+    return image.reshape(c * hp, w, ch)
 
 
 def image_to_chunk(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of ``chunk_to_image``, as a (strided) view: [C * S, S, 3] -> [C, 3, S, S]."""
+    """Inverse of ``chunk_to_image``, as a (strided) view: [C * Sp, S, 3] -> [C, 3, S, S]."""
     c, ch, h, w = shape
-    return image.reshape(c, h, w, ch).transpose(0, 3, 1, 2)
+    return image.reshape(c, padded_rows(h), w, ch)[:, :h].transpose(0, 3, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -90,16 +101,13 @@ class CropImageCodec(ArrayBytesCodec):
         return {"name": CODEC_NAME, "configuration": {"format": self.format, "quality": self.quality}}
 
     def validate(self, *, shape, dtype, chunk_grid) -> None:
-        chunks = tuple(getattr(chunk_grid, "chunk_shape", ()))
         if np.dtype(dtype.to_native_dtype()) != np.uint8 or len(shape) != 4 or shape[1] != 3:
             raise ConfigError(f"{CODEC_NAME} stores uint8 [N, 3, S, S] crops, not {dtype} {tuple(shape)}")
-        if chunks and chunks[2] % 16:
-            raise ConfigError(f"{CODEC_NAME} needs a crop size that is a multiple of 16 (whole JPEG macroblocks), got {chunks[2]}")
 
     def decode_bytes(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
         """Chunk bytes -> [C, 3, S, S] uint8 (a strided view of the decoded image)."""
         image = _decoder(self.format)(data)
-        if image.shape != (shape[0] * shape[2], shape[3], shape[1]):
+        if image.shape != (shape[0] * padded_rows(shape[2]), shape[3], shape[1]):
             raise ValueError(f"{CODEC_NAME}: decoded image {image.shape} does not fit chunk {shape}")
         return image_to_chunk(image, shape)
 
