@@ -198,6 +198,8 @@ def run(args: argparse.Namespace) -> dict:
     for name, (batches, _) in arms_in.items():
         if clock.left() > 20:
             result.setdefault("loader_alone_samples_per_s", {})[name] = time_loader(batches, args.steps)
+        else:
+            result["skipped"].append(f"{name} loader alone: time box")
     ship = FaceStoreDataset(str(zarr_path), use_heatmaps=False, return_landmarks=True)
     batch = ship.read_rows(ship.rows[: args.batch_size])
     batch = {k: v.pin_memory() for k, v in batch.items()} if dev.type == "cuda" else batch
