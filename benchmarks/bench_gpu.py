@@ -107,8 +107,8 @@ class Arm:
     def __init__(self, batches, to_input, spec, steps_total: int, dev) -> None:
         import torch
 
-        from facerec.model.recognizer import build_recognizer
-        from facerec.model.schedule import warmup_cosine
+        from facerec.recognition.model import build_recognizer
+        from facerec.training.schedule import warmup_cosine
 
         torch.manual_seed(0)
         self.batches, self.to_input, self.dev = batches, to_input, dev
@@ -121,7 +121,7 @@ class Arm:
     def block(self, steps: int, record: bool = True) -> None:
         import torch
 
-        from facerec.model.train_recognizer import train_step
+        from facerec.recognition.train import train_step
 
         sync(self.dev)
         t0, n = time.perf_counter(), 0
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from benchmarks.common import machine_info
-    from facerec.model.recognizer import ModelSpec
+    from facerec.recognition.model import ModelSpec
     from facerec.store.dataset import FaceStoreDataset
     from facerec.store.device_augment import DeviceAugment, DeviceInputs
 

@@ -40,27 +40,21 @@ def train_command(store: Path, run: Path, epochs: int) -> list[str]:
 
 def test_embeddings(run: Path, zarr_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(rows, embeddings) of the run's test split read from ``zarr_path``, as evaluation embeds them."""
-    import torch
-
-    from facerec.model.evaluate import embed_dataset, load_recognizer
-    from facerec.model.runs import RunFolder
-    from facerec.model.train_recognizer import TrainConfig, open_split
+    from facerec.recognition.data import split_rows
+    from facerec.recognition.inference import embed_dataset, load_run
     from facerec.store.open_store import open_feature_set
 
-    folder = RunFolder(run, resume=True)
-    cfg = TrainConfig.from_dict(folder.load_config())
-    model, _ = load_recognizer(folder, "last.pt", "cpu")
-    test = open_split(cfg, open_feature_set(str(zarr_path), cfg.extractor, cfg.img_size), "test")
-    with torch.inference_mode():
-        rows, emb = embed_dataset(model, test, torch.device("cpu"), batch_size=64)
-    folder.close()
+    loaded = load_run(run, "last.pt", "cpu")
+    fset = open_feature_set(str(zarr_path), loaded.config.extractor, loaded.config.img_size)
+    dataset = loaded.reader(fset, split_rows(loaded.config, fset, "test"))
+    rows, emb = embed_dataset(loaded.model, dataset, loaded.device, batch_size=64)
     order = np.argsort(rows)
     return rows[order], emb[order]
 
 
 def main(argv: list[str] | None = None) -> dict:
     from benchmarks.common import write_result
-    from facerec.model.evaluate import evaluate_run
+    from facerec.recognition.evaluate import evaluate_run
     from facerec.store.layout import StoreLayout
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

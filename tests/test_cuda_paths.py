@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facerec.model.recognizer import ModelSpec, build_recognizer
-from facerec.model.schedule import warmup_cosine
-from facerec.model.train_recognizer import train_step
+from facerec.recognition.model import ModelSpec, build_recognizer
+from facerec.training.schedule import warmup_cosine
+from facerec.recognition.train import train_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
 

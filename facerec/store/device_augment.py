@@ -85,9 +85,14 @@ class DeviceInputs:
         self.point_flip = torch.as_tensor(np.array(perm), dtype=torch.int64, device=self.device)
 
     @classmethod
-    def for_dataset(cls, dataset, **kwargs) -> "DeviceInputs":
-        """Inputs matching ``dataset``'s channels and sigma (a dataset opened like the CPU path would be)."""
-        return cls(dataset.channel_layout, dataset.layout.img_size, dataset.sigma, **kwargs)
+    def for_dataset(cls, dataset, *, use_heatmaps: bool = True, group_all_landmarks: bool = False,
+                    **kwargs) -> "DeviceInputs":
+        """Inputs for a dataset that ships RGB (+ mask) and landmarks: its channels plus the heatmaps asked for
+        (6 groups, or one per landmark), at the dataset's sigma."""
+        layout = ChannelLayout.for_inputs(
+            dataset.layout.num_points, dataset.landmark_set.name, use_heatmaps=use_heatmaps,
+            group_all_landmarks=group_all_landmarks, has_mask=dataset.channel_layout.has_mask)
+        return cls(layout, dataset.layout.img_size, dataset.sigma, **kwargs)
 
     def _draw(self, b: int, generator: "torch.Generator | None"):
         """Per-sample flip [B] bool, scale [B] and shift [B, 2] px (identity without augmentation)."""
