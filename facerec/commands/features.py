@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             "--compressor", help="Zarr chunk compressor: lz4 (default, fastest reads), zstd, blosc-zstd or none.")] = "lz4",
         compression_level: Annotated[int, typer.Option("--compression-level", help="Compressor level.")] = 5,
         crop_codec: Annotated[str, typer.Option(
-            "--crop-codec", help="Aligned crop storage: lossless (the compressor), jpeg, webp or jxl (see docs/feature_store.md).")] = "lossless",
+            "--crop-codec", help="Aligned crop storage: jpeg (default, quality 95), webp, jxl or lossless (the compressor); see docs/feature_store.md.")] = "jpeg",
         crop_quality: Annotated[int, typer.Option("--crop-quality", help="Image codec quality (0-100).")] = 95,
         master: Master = None,
         conf: Conf = None,

@@ -62,8 +62,8 @@ class FeaturesConfig:
     heatmap_dtype: str = "uint8"
     compressor: str = "lz4"              # measured: ~1.45x faster reads than zstd-3 for ~8% more bytes
     compression_level: int = 5
-    crop_codec: str = "lossless"         # the aligned crop: lossless (the compressor) | jpeg | webp | jxl
-    crop_quality: int = 95
+    crop_codec: str = "jpeg"             # the aligned crop: jpeg | webp | jxl | lossless (the compressor). JPEG-95
+    crop_quality: int = 95               # measured: store 1.25x the source JPEGs (lz4: 4.8x), 6.6k faces/s/core
     master: str | None = None
     conf: dict[str, str] = field(default_factory=dict)
     partitions: int | None = None        # at most this many Spark tasks at once (None: one per shard)
