@@ -3,7 +3,9 @@
 Shaped like torchvision's references: ``train_one_epoch``, ``evaluate``, ``main``; nothing runs at
 import. The data come from ``facerec.recognition.data`` (``FaceStoreDataset`` over the ``train``/``val``
 splits of ``facerec.store.splits``, batches from ``ChunkShuffleSampler``); labels are the dense training
-classes. Inputs stay uint8 until the device, where ``normalize_batch`` converts them inside the step.
+classes. Inputs stay uint8 until the device. With ``input_path="device"`` (default) the loader ships the
+crop and the landmarks and ``DeviceInputs`` augments and renders the heatmaps there; with ``"cpu"`` the
+workers augment the stored stack and ``normalize_batch`` converts it inside the step.
 
 Optimisation: AdamW, linear warm-up then cosine decay stepped per optimiser step; on CUDA mixed
 precision (bf16 where supported, else fp16 with a GradScaler) and channels_last; gradient-norm clipping.
