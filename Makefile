@@ -6,7 +6,7 @@ STORE  ?= runs/store
 SOURCE ?=
 LFW    ?= ../shared/data/lfw
 
-.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation bench-pose demo clean help
+.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation bench-pose bench-gpu bench-codec-accuracy demo clean help
 
 help:
 	@echo "make install   create $(VENV) and install facerec with its pinned dependencies"
@@ -33,9 +33,19 @@ bench: bench-landmarks bench-reader bench-train bench-autoencoder
 bench-landmarks:
 	$(BIN)/python -m benchmarks.bench_landmarks --lfw $(LFW)
 
+# Every reader path in one run, including the crop codecs; copies in the accuracy figures of
+# bench-codec-accuracy when benchmarks/results/crop_codec_accuracy.json exists.
 bench-reader:
 	$(BIN)/python -m benchmarks.bench_reader --lfw $(LFW)
 	$(BIN)/python -m benchmarks.bench_integrity --lfw $(LFW)
+
+# One small training run on bench-reader's store, then every crop codec copy embedded by it (slow on CPU).
+bench-codec-accuracy: bench-reader
+	$(BIN)/python -m benchmarks.crop_codec_accuracy --store runs/bench/reader-store-3000 --run runs/bench/codec-run
+
+# Needs a CUDA GPU: ResNet-50 fed by each input path, time-boxed under 8 minutes.
+bench-gpu:
+	$(BIN)/python -m benchmarks.bench_gpu --lfw $(LFW)
 
 # bench-train reads the store bench-reader builds (3,000 LFW faces, MediaPipe).
 bench-train: bench-reader

@@ -12,7 +12,16 @@ heatmaps + mask) for:
   its memory, the faster of that and torch's ``tensor[idx]``, which is also reported).
 Also: the compressor trade-off (bytes per sample vs in-process reader speed on copies of the store),
 heatmaps read from the store vs rendered at read time from stored landmarks (CPU, per batch), and
-store bytes per sample vs source JPEG bytes per sample. Results go to benchmarks/results/reader.json.
+store bytes per sample vs source JPEG bytes per sample. Issue 15 adds, in the same run
+(``benchmarks.reader_paths``, ``benchmarks.crop_codecs``):
+- the augmented training loaders: today's (RGB + 6 heatmaps, ``default_train_transform`` in the workers)
+  against the device path (RGB + landmarks shipped, augmentation and rendering on the device), the
+  device-side cost per batch on this CPU beside them;
+- all P per-landmark maps: today's NumPy render at read time against ``render_torch``;
+- crop codecs (lossless lz4, JPEG, WebP, JPEG XL): bytes per face, decode rate per core, PSNR; the
+  accuracy cost comes from ``benchmarks.crop_codec_accuracy`` (one trained run), copied in when present.
+Top-level summary keys: ``augmented_loader_speedup``, ``per_landmark_speedup``, ``crop_bytes_vs_source_jpeg``.
+Every figure is stored with the load average (``uptime``) around it: the machine is shared.
 """
 
 from __future__ import annotations
@@ -26,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.store.fs import write_json_atomic, write_parquet_atomic
-from facerec.store.layout import StoreLayout, shard_file
+from benchmarks.crop_codecs import copy_store, folder_bytes
+from facerec.store.layout import StoreLayout
 
 log = logging.getLogger("bench_reader")
 
@@ -63,10 +72,6 @@ def build_store(lfw: Path, work: Path, num_images: int) -> tuple[Path, Path]:
         build(str(source), str(store), extractor=EXTRACTOR, img_size=SIZE)
         log.info("built %s in %.0f s", store, time.perf_counter() - t0)
     return store, Path(layout.features_zarr(EXTRACTOR, SIZE).path)
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 # ------------------------------------------------------------------------------------------- readers
@@ -195,57 +200,6 @@ def bench_store_vs_ram(zarr_path: Path, batch_size: int, workers: int, rounds: i
     return out
 
 
-class OnTheFlyDataset:
-    """What a user would write without a store: JPEG -> MediaPipe -> align -> heatmaps + mask, per sample."""
-
-    def __init__(self, paths: list[str], sigma: float) -> None:
-        self.paths = paths
-        self.sigma = sigma
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        import torch
-
-        from facerec.geometry.alignment import align_face, center_crop
-        from facerec.pipeline.decode import decode_rgb
-        from facerec.pipeline.extractors.base import get_extractor
-        from facerec.geometry.face_mask import face_mask
-        from facerec.geometry.heatmaps import group_heatmaps, quantize
-        from facerec.geometry.landmark_sets import landmark_set
-
-        rgb = decode_rgb(Path(self.paths[i]).read_bytes())
-        found = get_extractor(EXTRACTOR).extract(rgb)
-        out = np.zeros((10, SIZE, SIZE), np.uint8)
-        if found is None:
-            out[:3] = center_crop(rgb, SIZE)
-        else:
-            lset = landmark_set(EXTRACTOR)
-            out[:3], aligned, _ = align_face(rgb, found.points, lset, SIZE)
-            out[3:9] = quantize(group_heatmaps(aligned, lset, SIZE, self.sigma), "uint8")
-            out[9] = face_mask(aligned, SIZE)[0] * 255
-        return {"image": torch.from_numpy(out)}
-
-
-def bench_on_the_fly(lfw: Path, num: int, batch_size: int, workers: int, sigma: float) -> dict:
-    """(a): samples/s of OnTheFlyDataset in a 2-worker DataLoader, after its first batch (start-up apart)."""
-    import multiprocessing
-
-    from torch.utils.data import DataLoader
-
-    files = sorted(str(p) for p in (lfw / "lfw-deepfunneled").glob("*/*.jpg"))
-    paths = [files[i] for i in np.random.default_rng(0).choice(len(files), size=num + batch_size, replace=False)]
-    loader = DataLoader(OnTheFlyDataset(paths, sigma), batch_size=batch_size, num_workers=workers,
-                        multiprocessing_context=multiprocessing.get_context("forkserver"))
-    startup, (it, _) = first_batch_seconds(loader)
-    t0, n = time.perf_counter(), 0
-    for batch in it:
-        n += len(batch["image"])
-    return {"samples_per_s": n / (time.perf_counter() - t0), "samples": n, "startup_s": startup,
-            "workers": workers, "batch_size": batch_size, "batch_shape": list(batch["image"].shape)}
-
-
 def batch_rows(ds, batch_size: int, seed: int) -> list[np.ndarray]:
     """Store rows of the full batches of one ChunkShuffleSampler epoch over ``ds``."""
     from facerec.store.sampler import ChunkShuffleSampler
@@ -269,38 +223,13 @@ def interleaved_ms(fns: dict[str, callable], inputs: list, rounds: int) -> dict[
 
 
 # ------------------------------------------------------------------------------------------- trade-offs
-def copy_store(zarr_path: Path, dest_root: Path, compressor: str, level: int, rows: int) -> Path:
-    """The first ``rows`` rows of a store rewritten with another compressor (arrays + index + manifest)."""
-    import dataclasses
-
-    import pyarrow.compute as pc
-
-    from facerec.store.feature_arrays import create_feature_group
-    from facerec.store.open_store import FeatureSet
-
-    fs = FeatureSet.open(str(zarr_path))
-    layout = dataclasses.replace(fs.layout, compressor=compressor, compression_level=level, num_rows=rows)
-    slayout = StoreLayout.at(str(dest_root))
-    group = create_feature_group(slayout.features_zarr(EXTRACTOR, SIZE), layout, overwrite=True)
-    for name in group.array_keys():
-        src = fs.array(name)
-        for start in range(0, rows, layout.shard_size):
-            stop = min(rows, start + layout.shard_size)
-            group[name][start:stop] = src[start:stop]
-    index = fs.index_table.filter(pc.less(fs.index_table.column("row"), rows))
-    index_loc = slayout.features_index(EXTRACTOR, SIZE)
-    write_parquet_atomic(index, index_loc.child(shard_file(0)))
-    write_json_atomic({"rows": rows, "copied_from": str(zarr_path)}, StoreLayout.manifest(index_loc))
-    return Path(slayout.features_zarr(EXTRACTOR, SIZE).path)
-
-
 def bench_codecs(zarr_path: Path, work: Path, rows: int, batch_size: int, rounds: int) -> list[dict]:
     """Bytes per sample and in-process read time per batch of each compressor (copies of ``rows`` rows)."""
     from facerec.store.dataset import FaceStoreDataset
 
     datasets, sizes = {}, {}
     for compressor, level in CODECS:
-        dest = copy_store(zarr_path, work / f"codec-{compressor}-{level}", compressor, level, rows)
+        dest = copy_store(zarr_path, work / f"codec-{compressor}-{level}", rows, compressor=compressor, compression_level=level)
         datasets[f"{compressor}-{level}"] = FaceStoreDataset(str(dest), add_mask_channel=True)
         sizes[f"{compressor}-{level}"] = {p.name: folder_bytes(p) / rows for p in dest.iterdir() if p.is_dir()}
     inputs = batch_rows(next(iter(datasets.values())), batch_size, seed=1)
@@ -367,8 +296,43 @@ def storage_bytes(store: Path, zarr_path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- main
+def uptime() -> str:
+    """The ``uptime`` line (load averages), recorded with every figure: this machine is shared."""
+    import subprocess
+
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def staged(result: dict, key: str, fn, *args, **kwargs):
+    """Run one benchmark section, storing its result with the load before and after it."""
+    before = uptime()
+    value = fn(*args, **kwargs)
+    result[key] = value
+    result.setdefault("uptime", {})[key] = {"before": before, "after": uptime()}
+    return value
+
+
+def summary_keys(result: dict, accuracy_file: Path, chosen: str) -> None:
+    """The issue's three top-level ratios, and the accuracy run when its JSON exists."""
+    import json
+
+    loaders = result["augmented_loaders"]
+    result["augmented_loader_speedup"] = loaders["device_path"]["samples_per_s"] / loaders["cpu_augmented"]["samples_per_s"]
+    result["per_landmark_speedup"] = result["per_landmark"]["speedup"]
+    crops = {c["variant"]: c for c in result["crop_codecs"]}
+    result["crop_codec_default"] = chosen
+    result["crop_bytes_vs_source_jpeg"] = crops[chosen]["store_over_source_jpeg"]
+    result["targets"].update({"augmented_loader_speedup": 6.0, "per_landmark_speedup": 10.0, "crop_bytes_vs_source_jpeg": 2.0})
+    if accuracy_file.exists():
+        result["crop_codec_accuracy"] = {**json.loads(accuracy_file.read_text()), "source": str(accuracy_file)}
+    else:
+        result["crop_codec_accuracy"] = {"note": f"not measured in this run: run python -m benchmarks.crop_codec_accuracy ({accuracy_file} missing)"}
+
+
 def main(argv: list[str] | None = None) -> dict:
-    from benchmarks.common import print_table, write_result
+    from benchmarks.common import write_result
+    from benchmarks.crop_codecs import bench_crop_codecs
+    from benchmarks.reader_paths import bench_augmented_loaders, bench_device_cost, bench_on_the_fly, bench_per_landmark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, required=True, help="LFW folder holding lfw-deepfunneled/")
@@ -379,52 +343,88 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds (medians reported)")
     parser.add_argument("--on-the-fly-samples", type=int, default=256)
     parser.add_argument("--codec-rows", type=int, default=2048, help="rows copied per compressor variant")
+    parser.add_argument("--crop-default", default="jpeg-95", help="the crop variant the summary reports (the features default)")
+    parser.add_argument("--accuracy-json", type=Path, default=Path("benchmarks/results/crop_codec_accuracy.json"))
+    parser.add_argument("--sections", default="all", help="comma list of: store,on_the_fly,heatmaps,compressors,augmented,per_landmark,crops (all: every one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not (args.lfw / "lfw-deepfunneled").is_dir():
         raise SystemExit(f"LFW not found at {args.lfw} (expected lfw-deepfunneled/ inside)")
+    want = set(args.sections.split(",")) if args.sections != "all" else {
+        "store", "on_the_fly", "heatmaps", "compressors", "augmented", "per_landmark", "crops"}
 
     store, zarr_path = build_store(args.lfw, args.work, args.num_images)
     from facerec.store.open_store import FeatureSet
 
     opened = FeatureSet.open(str(zarr_path))
     sigma = opened.layout.sigma
-    result: dict = {"store": str(zarr_path), "num_rows": opened.num_rows, "layout": dataclasses.asdict(opened.layout)}
-    result.update(bench_store_vs_ram(zarr_path, args.batch_size, args.workers, args.rounds))
-    log.info("store loader %.0f, RAM loader %.0f, RAM tensor %.0f samples/s", result["store_loader"]["samples_per_s"],
-             result["ram_loader"]["samples_per_s"], result["ram_tensor"]["samples_per_s"])
-    result["on_the_fly"] = bench_on_the_fly(args.lfw, args.on_the_fly_samples, 32, args.workers, sigma)
-    log.info("on the fly: %.1f samples/s", result["on_the_fly"]["samples_per_s"])
-    result["speedup_vs_on_the_fly"] = result["store_loader"]["samples_per_s"] / result["on_the_fly"]["samples_per_s"]
-    result["fraction_of_ram"] = result["store_loader"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
-    result["fraction_of_ram_no_workers"] = result["store_loader_no_workers"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
-    result["fraction_of_ram_loader"] = result["store_loader"]["samples_per_s"] / result["ram_loader"]["samples_per_s"]
-    cpu = result["samples_per_cpu_second"]
-    result["fraction_of_ram_per_cpu_second"] = cpu["store_loader"]["samples_per_s"] / cpu["ram_tensor"]["samples_per_s"]
-    result["targets"] = {"speedup_vs_on_the_fly": 20.0, "fraction_of_ram": 0.3}
-    result["heatmaps_stored_vs_rendered"] = bench_heatmap_source(zarr_path, args.batch_size, args.rounds)
+    result: dict = {"store": str(zarr_path), "num_rows": opened.num_rows, "layout": dataclasses.asdict(opened.layout),
+                    "uptime_start": uptime(), "targets": {"speedup_vs_on_the_fly": 20.0, "fraction_of_ram": 0.3}}
     result["storage"] = storage_bytes(store, zarr_path)
-    rows = min(args.codec_rows, result["storage"]["rows"])
-    result["codecs"] = bench_codecs(zarr_path, args.work / "reader-codecs", rows, args.batch_size, args.rounds)
+    if "augmented" in want:
+        staged(result, "augmented_loaders", bench_augmented_loaders, zarr_path, args.batch_size, args.workers, args.rounds)
+        staged(result, "device_side_cost_cpu", bench_device_cost, zarr_path, args.batch_size, args.rounds)
+    if "per_landmark" in want:
+        staged(result, "per_landmark", bench_per_landmark, zarr_path)
+    if "crops" in want:
+        staged(result, "crop_codecs", bench_crop_codecs, zarr_path, args.work / "reader-crops", opened.num_rows,
+               result["storage"]["jpeg_bytes_per_sample"])
+    if {"augmented", "per_landmark", "crops"} <= want:
+        summary_keys(result, args.accuracy_json, args.crop_default)
+    if "store" in want:
+        staged(result, "store_vs_ram", bench_store_vs_ram, zarr_path, args.batch_size, args.workers, args.rounds)
+        result.update(result["store_vs_ram"])
+        result["fraction_of_ram"] = result["store_loader"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
+        result["fraction_of_ram_no_workers"] = result["store_loader_no_workers"]["samples_per_s"] / result["ram_tensor"]["samples_per_s"]
+        result["fraction_of_ram_loader"] = result["store_loader"]["samples_per_s"] / result["ram_loader"]["samples_per_s"]
+        cpu = result["samples_per_cpu_second"]
+        result["fraction_of_ram_per_cpu_second"] = cpu["store_loader"]["samples_per_s"] / cpu["ram_tensor"]["samples_per_s"]
+    if "on_the_fly" in want:
+        staged(result, "on_the_fly", bench_on_the_fly, args.lfw, args.on_the_fly_samples, 32, args.workers, sigma)
+        if "store" in want:
+            result["speedup_vs_on_the_fly"] = result["store_loader"]["samples_per_s"] / result["on_the_fly"]["samples_per_s"]
+    if "heatmaps" in want:
+        staged(result, "heatmaps_stored_vs_rendered", bench_heatmap_source, zarr_path, args.batch_size, args.rounds)
+    if "compressors" in want:
+        rows = min(args.codec_rows, result["storage"]["rows"])
+        staged(result, "codecs", bench_codecs, zarr_path, args.work / "reader-codecs", rows, args.batch_size, args.rounds)
     result["load_average_end"] = list(os.getloadavg())
+    result["uptime_end"] = uptime()
     path = write_result("reader", result)
-    print_table("reader (samples/s into uint8 [B, 10, 112, 112])", [
-        {"path": "store, 2 workers", "samples_per_s": result["store_loader"]["samples_per_s"]},
-        {"path": "on the fly (a)", "samples_per_s": result["on_the_fly"]["samples_per_s"]},
-        {"path": "RAM tensor (b), in process", "samples_per_s": result["ram_tensor"]["samples_per_s"]},
-        {"path": "RAM tensor, 2 workers", "samples_per_s": result["ram_loader"]["samples_per_s"]},
-        {"path": "store, 0 workers", "samples_per_s": result["store_loader_no_workers"]["samples_per_s"]},
-    ])
-    print_table("compressors", [{k: c[k] for k in ("compressor", "level", "bytes_per_sample", "samples_per_s")} for c in result["codecs"]])
-    hm = result["heatmaps_stored_vs_rendered"]
-    print(f"heatmaps per batch of {args.batch_size}: stored {hm['stored_6_groups_ms_per_batch']:.0f} ms, "
-          f"rendered {hm['rendered_6_groups_ms_per_batch']:.0f} ms; store {result['storage']['store_bytes_per_sample']:.0f} B/sample "
-          f"vs JPEG {result['storage']['jpeg_bytes_per_sample']:.0f} B/sample")
-    print(f"speed-up vs on the fly {result['speedup_vs_on_the_fly']:.1f}x; fraction of RAM: {result['fraction_of_ram']:.2f} "
-          f"(2 workers vs in process), {result['fraction_of_ram_no_workers']:.2f} (0 workers), "
-          f"{result['fraction_of_ram_loader']:.2f} (same 2-worker loader), "
-          f"{result['fraction_of_ram_per_cpu_second']:.2f} (per CPU-second); wrote {path}")
+    report(result, args.batch_size, path)
     return result
+
+
+def report(result: dict, batch_size: int, path: Path) -> None:
+    """The tables printed at the end (everything is in the JSON)."""
+    from benchmarks.common import print_table
+
+    if "augmented_loaders" in result:
+        loaders = result["augmented_loaders"]
+        print_table("augmented training input (samples/s delivered)", [
+            {"path": k, "samples_per_s": v["samples_per_s"], "what": v["description"]}
+            for k, v in loaders.items() if isinstance(v, dict)])
+        print(f"device-side cost on this CPU: {result['device_side_cost_cpu']}")
+    if "per_landmark" in result:
+        pl = result["per_landmark"]
+        print(f"per-landmark maps: today {pl['today_samples_per_s']:.1f}, render_torch {pl['render_torch_samples_per_s']:.1f} samples/s")
+    if "crop_codecs" in result:
+        print_table("crop codecs", [{k: c[k] for k in ("variant", "crop_bytes_per_face", "store_bytes_per_face",
+                                                       "store_over_source_jpeg", "faces_per_cpu_second", "psnr_db_vs_lossless")}
+                                    for c in result["crop_codecs"]])
+    for key in ("augmented_loader_speedup", "per_landmark_speedup", "crop_bytes_vs_source_jpeg"):
+        if key in result:
+            print(f"{key}: {result[key]:.2f}")
+    if "store_loader" in result:
+        print_table("reader (samples/s into uint8 [B, 10, 112, 112])", [
+            {"path": "store, 2 workers", "samples_per_s": result["store_loader"]["samples_per_s"]},
+            {"path": "RAM tensor (b), in process", "samples_per_s": result["ram_tensor"]["samples_per_s"]},
+            {"path": "RAM tensor, 2 workers", "samples_per_s": result["ram_loader"]["samples_per_s"]},
+            {"path": "store, 0 workers", "samples_per_s": result["store_loader_no_workers"]["samples_per_s"]},
+        ])
+    if "codecs" in result:
+        print_table("compressors", [{k: c[k] for k in ("compressor", "level", "bytes_per_sample", "samples_per_s")} for c in result["codecs"]])
+    print(f"wrote {path}; {result['uptime_end']}")
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
         cfg = TrainConfig(store=args.store, out="unused", backbone=args.backbone, stem=args.stem,
                           batch_size=args.batch_size, num_workers=args.num_workers, use_heatmaps=args.use_heatmaps,
                           add_mask_channel=args.add_mask_channel, augment=args.augment, holdout_identity_frac=0.0,
-                          holdout_image_frac=0.0, img_size=args.img_size)
+                          holdout_image_frac=0.0, img_size=args.img_size, input_path="cpu")   # the workers' path
         fset = open_feature_set(args.store, None, args.img_size)
         data = build_data(cfg, fset)
         spec = ModelSpec(args.backbone, data.train.num_channels, data.num_classes, img_size=fset.layout.img_size,

@@ -67,6 +67,7 @@ def build_feature_set(
     shard_size: int = 16,
     heatmap_dtype: str = "uint8",
     compressor: str = "zstd",
+    crop_codec: str = "lossless",
     invalid_rows: tuple[int, ...] = (3, 17),
     seed: int = 0,
 ) -> tuple[Path, dict]:
@@ -95,6 +96,7 @@ def build_feature_set(
     layout = FeatureLayout(
         extractor=extractor, img_size=size, num_points=lset.num_points, num_rows=n, shard_size=shard_size,
         chunk_rows=chunk_rows, sigma=sigma, heatmap_dtype=heatmap_dtype, compressor=compressor,
+        crop_codec=crop_codec,
     )
     slayout = StoreLayout.at(str(store))
     group = create_feature_group(slayout.features_zarr(extractor, size), layout, overwrite=True)

@@ -3,6 +3,7 @@ and (slow) the CLI's train -> evaluate on a store built by the pipeline from rea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -88,14 +89,15 @@ def test_config_refuses_unknown_choices() -> None:
 
 
 # ------------------------------------------------------------------------------------------- training
-def test_a_few_epochs_on_real_crops_lower_the_loss(crops_store: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("input_path", ["device", "cpu"])
+def test_a_few_epochs_on_real_crops_lower_the_loss(crops_store: str, tmp_path: Path, input_path: str) -> None:
     from facerec.recognition.model import ModelSpec, build_recognizer
     from facerec.store.open_store import open_feature_set
 
-    cfg = _config(crops_store, tmp_path / "run", epochs=5)
+    cfg = dataclasses.replace(_config(crops_store, tmp_path / "run", epochs=5), input_path=input_path)
     torch.manual_seed(0)
     data = build_data(cfg, open_feature_set(crops_store))
-    spec = ModelSpec("resnet18", data.train.num_channels, data.num_classes, img_size=SIZE, embedding_size=32)
+    spec = ModelSpec("resnet18", data.num_channels, data.num_classes, img_size=SIZE, embedding_size=32)
     model = build_recognizer(spec)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(data.sampler)
@@ -107,9 +109,11 @@ def test_a_few_epochs_on_real_crops_lower_the_loss(crops_store: str, tmp_path: P
         data.sampler.set_epoch(epoch)
         state.epoch = epoch
         out = tr.train_one_epoch(model, opt, sched, scaler, data.train_loader, torch.device("cpu"), state=state,
-                                 cfg=cfg, run=None, amp_dtype=None, channels_last=False, total_batches=steps)
+                                 cfg=cfg, run=None, amp_dtype=None, channels_last=False, total_batches=steps,
+                                 inputs=data.inputs)
         losses.append(out["loss"])
-    assert data.train.num_channels == 9                  # RGB + 6 heatmaps
+    assert data.num_channels == 9                        # RGB + 6 heatmaps
+    assert data.train.num_channels == (3 if input_path == "device" else 9)   # what crosses the loader
     assert state.step == cfg.epochs * steps
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.8 * losses[0], losses

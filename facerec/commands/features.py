@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         compressor: Annotated[str, typer.Option(
             "--compressor", help="Zarr chunk compressor: lz4 (default, fastest reads), zstd, blosc-zstd or none.")] = "lz4",
         compression_level: Annotated[int, typer.Option("--compression-level", help="Compressor level.")] = 5,
+        crop_codec: Annotated[str, typer.Option(
+            "--crop-codec", help="Aligned crop storage: jpeg (default, quality 95), webp, jxl or lossless (the compressor); see docs/feature_store.md.")] = "jpeg",
+        crop_quality: Annotated[int, typer.Option("--crop-quality", help="Image codec quality (0-100).")] = 95,
         master: Master = None,
         conf: Conf = None,
         partitions: Partitions = None,
@@ -36,7 +39,8 @@ def register(app: typer.Typer) -> None:
 
         config = FeaturesConfig(
             store=store, extractor=extractor, img_size=img_size, sigma=sigma, heatmap_dtype=heatmap_dtype,
-            compressor=compressor, compression_level=compression_level, master=master, conf=parse_conf(conf),
+            compressor=compressor, compression_level=compression_level,
+            crop_codec=crop_codec, crop_quality=crop_quality, master=master, conf=parse_conf(conf),
             partitions=partitions, overwrite=overwrite,
         )
         for line in run_features(config).lines():

@@ -62,6 +62,8 @@ class FeaturesConfig:
     heatmap_dtype: str = "uint8"
     compressor: str = "lz4"              # measured: ~1.45x faster reads than zstd-3 for ~8% more bytes
     compression_level: int = 5
+    crop_codec: str = "jpeg"             # the aligned crop: jpeg | webp | jxl | lossless (the compressor). JPEG-95
+    crop_quality: int = 95               # measured: store 1.25x the source JPEGs (lz4: 4.8x), 6.6k faces/s/core
     master: str | None = None
     conf: dict[str, str] = field(default_factory=dict)
     partitions: int | None = None        # at most this many Spark tasks at once (None: one per shard)
@@ -78,6 +80,9 @@ class FeaturesConfig:
             raise choice_error("heatmap dtype", self.heatmap_dtype, HEATMAP_DTYPES)
         if self.compressor not in COMPRESSORS:
             raise choice_error("compressor", self.compressor, COMPRESSORS)
+        from facerec.store.image_codec import check_crop_codec
+
+        check_crop_codec(self.crop_codec, self.crop_quality)
         if self.img_size < 16:
             raise ConfigError(f"--img-size must be at least 16 pixels, got {self.img_size}")
         if not self.resolved_sigma > 0:
@@ -255,7 +260,7 @@ def plan_layout(config: FeaturesConfig, store: StoreLayout) -> FeatureLayout:
         extractor=config.extractor, img_size=config.img_size, num_points=landmark_set(config.extractor).num_points,
         num_rows=num_rows, shard_size=shard_size, chunk_rows=default_chunk_rows(config.img_size, shard_size),
         sigma=config.resolved_sigma, heatmap_dtype=config.heatmap_dtype, compressor=config.compressor,
-        compression_level=config.compression_level,
+        compression_level=config.compression_level, crop_codec=config.crop_codec, crop_quality=config.crop_quality,
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from facerec.errors import ConfigError, choice_error
 from facerec.training.devices import AMP_CHOICES, SWITCH_CHOICES
 
+INPUT_PATHS = ("device", "cpu")     # where augmentation and heatmap rendering happen (see TrainConfig.input_path)
+
 # Fields that may differ when a run is resumed; every other one must match the saved config.
 RESUME_MAY_DIFFER = ("store", "data_root", "out", "resume", "device", "num_workers", "max_steps", "log_every",
                      "checkpoint_every", "evaluate_after", "eval_pairs")
@@ -45,6 +47,9 @@ class TrainConfig:
     amp: str = "auto"                   # auto: bf16 (or fp16 + GradScaler) on CUDA, off elsewhere
     channels_last: str = "auto"         # auto: on for CUDA
     augment: bool = True                # joint flip + small zoom/shift (facerec.store.transforms)
+    input_path: str = "device"          # device: ship RGB + landmarks, augment and render heatmaps on the
+                                        # training device (facerec.store.device_augment; 18x the CPU path's
+                                        # loader rate, make bench-reader); cpu: stored maps, augmented in workers
     include_invalid: bool = False       # also train on rows where no face was found (centre crops)
     holdout_identity_frac: float = 0.1
     holdout_image_frac: float = 0.1
@@ -84,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"train config: max_steps must be >= 1 or None, found {self.max_steps}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"train config: grad_clip must be > 0 or None, found {self.grad_clip}")
+        if self.input_path not in INPUT_PATHS:
+            raise choice_error("input path", self.input_path, INPUT_PATHS)
         if self.num_workers < 0:
             raise ConfigError(f"train config: num_workers must be >= 0, found {self.num_workers}")
 

@@ -16,6 +16,7 @@ import numpy as np
 from facerec.errors import ConfigError
 from facerec.recognition.config import TrainConfig
 from facerec.store.dataset import FaceStoreDataset
+from facerec.store.device_augment import DeviceAugment, DeviceInputs
 from facerec.store.sampler import ChunkShuffleSampler, make_loader
 from facerec.store.splits import SplitConfig, assign_splits
 from facerec.store.transforms import default_train_transform
@@ -32,10 +33,16 @@ class TrainData:
     val_loader: Any | None
     sampler: "ResumableBatches"
     class_names: list[str]
+    inputs: Any = None              # DeviceInputs on the training device (input_path "device"), else None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def num_channels(self) -> int:
+        """Channels of the model input: the device path adds its heatmaps to what the loader ships."""
+        return self.inputs.layout.num_channels if self.inputs is not None else self.train.num_channels
 
 
 class ResumableBatches:
@@ -89,11 +96,29 @@ def open_split(cfg: TrainConfig, feature_set: Any, split: str, *, augment: bool 
     )
 
 
-def build_data(cfg: TrainConfig, feature_set: Any, info: DistInfo | None = None) -> TrainData:
-    """Train and val readers; under DDP (``info``) each rank's sampler takes its own disjoint part."""
+def open_device_split(cfg: TrainConfig, feature_set: Any, device: Any = "cpu"):
+    """The train split for the device path: a dataset that ships RGB (+ mask) and the landmarks, and the
+    ``DeviceInputs`` that augments them and renders the run's heatmaps on ``device``."""
+    train = FaceStoreDataset(
+        feature_set, split="train", split_config=split_config(cfg), use_heatmaps=False,
+        add_mask_channel=cfg.add_mask_channel, return_landmarks=cfg.use_heatmaps, include_invalid=cfg.include_invalid,
+    )
+    inputs = DeviceInputs.for_dataset(train, use_heatmaps=cfg.use_heatmaps, group_all_landmarks=cfg.group_all_landmarks,
+                                      augment=DeviceAugment() if cfg.augment else None, device=device)
+    return train, inputs
+
+
+def build_data(cfg: TrainConfig, feature_set: Any, info: DistInfo | None = None, device: Any = "cpu") -> TrainData:
+    """Train and val readers; under DDP (``info``) each rank's sampler takes its own disjoint part. With
+    ``cfg.input_path == "device"`` the train loader ships RGB + landmarks and ``TrainData.inputs`` finishes
+    the batch on ``device``; validation always reads the stored maps (no augmentation to do)."""
 
     info = info or DistInfo()
-    train = open_split(cfg, feature_set, "train", augment=cfg.augment)
+    inputs = None
+    if cfg.input_path == "device":
+        train, inputs = open_device_split(cfg, feature_set, device)
+    else:
+        train = open_split(cfg, feature_set, "train", augment=cfg.augment)
     if len(train) < cfg.batch_size * info.world_size:
         raise ConfigError(f"the train split has {len(train)} rows, fewer than one batch of {cfg.batch_size} for each "
                           f"of {info.world_size} processes; lower --batch-size or use a larger store")
@@ -110,5 +135,5 @@ def build_data(cfg: TrainConfig, feature_set: Any, info: DistInfo | None = None)
     if val is not None:
         val_sampler = ChunkShuffleSampler.for_dataset(val, batch_size=cfg.batch_size, shuffle=False)
         val_loader = make_loader(val, val_sampler, min(cfg.num_workers, 2))
-    return TrainData(train, val, train_loader, val_loader, sampler, list(train.class_map.names))
+    return TrainData(train, val, train_loader, val_loader, sampler, list(train.class_map.names), inputs)
 

@@ -3,7 +3,9 @@
 Shaped like torchvision's references: ``train_one_epoch``, ``evaluate``, ``main``; nothing runs at
 import. The data come from ``facerec.recognition.data`` (``FaceStoreDataset`` over the ``train``/``val``
 splits of ``facerec.store.splits``, batches from ``ChunkShuffleSampler``); labels are the dense training
-classes. Inputs stay uint8 until the device, where ``normalize_batch`` converts them inside the step.
+classes. Inputs stay uint8 until the device. With ``input_path="device"`` (default) the loader ships the
+crop and the landmarks and ``DeviceInputs`` augments and renders the heatmaps there; with ``"cpu"`` the
+workers augment the stored stack and ``normalize_batch`` converts it inside the step.
 
 Optimisation: AdamW, linear warm-up then cosine decay stepped per optimiser step; on CUDA mixed
 precision (bf16 where supported, else fp16 with a GradScaler) and channels_last; gradient-norm clipping.
@@ -60,9 +62,14 @@ class LoopState:
     best_val_accuracy: float = -1.0
 
 
-def device_inputs(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """A reader batch -> (normalised float images [B, C, S, S] on ``device``, labels [B]); uint8 on the wire."""
-    images = normalize_batch(batch["image"], device)
+def device_inputs(batch: dict, device: torch.device, channels_last: bool, inputs: Callable | None = None,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reader batch -> (normalised float images [B, C, S, S] on ``device``, labels [B]); uint8 on the wire.
+
+    ``inputs``: the device path's ``DeviceInputs`` (augments, renders heatmaps; ``generator`` draws its
+    randomness), else the batch already holds every channel and is only normalised.
+    """
+    images = normalize_batch(batch["image"], device) if inputs is None else inputs(batch, generator)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, batch["label"].to(device, non_blocking=True)
@@ -96,9 +103,10 @@ def train_step(model: Recognizer, optimizer, scheduler, scaler, images: torch.Te
 def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, device: torch.device, *,
                     state: LoopState, cfg: TrainConfig, run: RunFolder | None, amp_dtype: torch.dtype | None,
                     channels_last: bool, total_batches: int, forward: Callable | None = None,
-                    after_step: Callable[[], None] | None = None) -> dict[str, float]:
+                    after_step: Callable[[], None] | None = None, inputs: Callable | None = None) -> dict[str, float]:
     """One pass over ``loader``; advances ``state`` after every step, then calls ``after_step`` (mid-epoch
-    checkpoints). Stops early at ``cfg.max_steps``."""
+    checkpoints). Stops early at ``cfg.max_steps``. ``inputs``: the device path (``TrainData.inputs``),
+    its augmentation seeded by (seed, step), so a resumed run draws what the uninterrupted one drew."""
     model.train()
     meter = Meter()
 
@@ -112,7 +120,8 @@ def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, dev
         for batch in batches:
             faults.at_train_step(state.step)          # recovery tests: die here as a crash would
             distributed.trace_rows(batch["row"])      # DDP tests: which store rows this rank trained on
-            images, labels = device_inputs(batch, device, channels_last)
+            gen = None if inputs is None else torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
+            images, labels = device_inputs(batch, device, channels_last, inputs, gen)
             try:
                 loss, correct = train_step(model, optimizer, scheduler, scaler, images, labels, amp_dtype=amp_dtype,
                                            grad_clip=cfg.grad_clip, forward=forward)
@@ -200,8 +209,8 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> TrainResul
         checkpoint = run.load_checkpoint("last.pt") if run.has_checkpoint("last.pt") else None
     run.save_config(cfg)
     torch.manual_seed(cfg.seed)
-    data = build_data(cfg, feature_set, info)
-    spec = ModelSpec(backbone=cfg.backbone, in_chans=data.train.num_channels, num_classes=data.num_classes,
+    data = build_data(cfg, feature_set, info, device)
+    spec = ModelSpec(backbone=cfg.backbone, in_chans=data.num_channels, num_classes=data.num_classes,
                      img_size=feature_set.layout.img_size, stem=cfg.stem, embedding_size=cfg.embedding_size,
                      dropout=cfg.dropout, margin_type=cfg.margin_type, scale=cfg.scale, margin=cfg.margin)
     model = build_recognizer(spec).to(device)
@@ -256,7 +265,7 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> TrainResul
             train_metrics = train_one_epoch(
                 model, optimizer, scheduler, scaler, data.train_loader, device, state=state, cfg=cfg, run=run,
                 amp_dtype=amp_dtype, channels_last=channels_last, total_batches=len(data.sampler), forward=forward,
-                after_step=save_every_n_steps)
+                after_step=save_every_n_steps, inputs=data.inputs)
             if state.batch_in_epoch < steps_per_epoch:      # stopped by max_steps inside the epoch
                 save()
                 break

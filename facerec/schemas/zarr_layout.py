@@ -44,6 +44,8 @@ class FeatureLayout:
     heatmap_dtype: str = "uint8"
     compressor: str = "lz4"
     compression_level: int = 5
+    crop_codec: str = "lossless"          # the image array: lossless (the compressor) | jpeg | webp | jxl
+    crop_quality: int = 95                # the image codec's quality (facerec.store.image_codec)
     layout_version: int = LAYOUT_VERSION
 
     @property

@@ -46,7 +46,12 @@ def _direct_decoder(array: Any) -> Callable[[bytes], np.ndarray] | None:
     import numcodecs
     from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 
+    from facerec.store.image_codec import CropImageCodec
+
     codecs = list(getattr(array.metadata, "codecs", ()))
+    if len(codecs) == 1 and isinstance(codecs[0], CropImageCodec):
+        crop, shape = codecs[0], tuple(array.chunks)
+        return lambda data: crop.decode_bytes(data, shape)
     if not codecs or not isinstance(codecs[0], BytesCodec) or len(codecs) > 2:
         return None
     dtype = np.dtype(array.dtype)

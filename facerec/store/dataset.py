@@ -25,10 +25,10 @@ import numpy as np
 from facerec.errors import ConfigError
 from facerec.geometry.heatmaps import group_heatmaps, quantize, render_heatmaps
 from facerec.geometry.landmark_sets import landmark_set
-from facerec.schemas.zarr_layout import HEATMAPS, IMAGE, LANDMARKS, MASK, NUM_HEATMAP_GROUPS
+from facerec.schemas.zarr_layout import HEATMAPS, IMAGE, LANDMARKS, MASK
 from facerec.store.open_store import FeatureSet, open_feature_set
 from facerec.store.splits import SPLITS, ClassMap, SplitConfig, assign_splits, training_class_map
-from facerec.store.transforms import GROUPS, LANDMARKS as LANDMARK_CHANNELS, ChannelLayout, JointTransform
+from facerec.store.transforms import ChannelLayout, JointTransform
 
 if TYPE_CHECKING:
     import torch
@@ -86,11 +86,9 @@ class FaceStoreDataset:
                 f"{fs.location}: extractor {fs.layout.extractor!r} has {self.landmark_set.num_points} points "
                 f"but the store holds {fs.layout.num_points}"
             )
-        self.channel_layout = ChannelLayout(
-            num_heatmaps=0 if not use_heatmaps else (fs.layout.num_points if group_all_landmarks else NUM_HEATMAP_GROUPS),
-            heatmap_kind=LANDMARK_CHANNELS if group_all_landmarks else GROUPS,
-            landmark_set=self.landmark_set.name,
-            has_mask=add_mask_channel,
+        self.channel_layout = ChannelLayout.for_inputs(
+            fs.layout.num_points, self.landmark_set.name, use_heatmaps=use_heatmaps,
+            group_all_landmarks=group_all_landmarks, has_mask=add_mask_channel,
         )
         self.split = split
         self.class_map: ClassMap | None = None

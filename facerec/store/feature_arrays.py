@@ -25,6 +25,10 @@ def zarr_store(loc: Location, read_only: bool = False):
     from fsspec.implementations.local import LocalFileSystem
     from zarr.storage import FsspecStore, LocalStore
 
+    from facerec.store.image_codec import register
+
+    register()                     # stores with an image-coded crop array open anywhere zarr_store is used
+
     if isinstance(loc.fs, LocalFileSystem):
         return LocalStore(loc.path, read_only=read_only)
     return FsspecStore.from_url(loc.url, read_only=read_only)
@@ -53,9 +57,16 @@ def create_feature_group(loc: Location, layout: FeatureLayout, overwrite: bool =
         group = zarr.open_group(zarr_store(loc), mode="w" if overwrite else "w-", zarr_format=3)
     except (OSError, zarr.errors.ContainsGroupError) as exc:
         raise StoreError(f"cannot create feature group at {loc}: {exc}") from exc
+    from facerec.schemas.zarr_layout import IMAGE
+    from facerec.store.image_codec import crop_codecs_for
+
     codecs = compressors_for(layout.compressor, layout.compression_level)
+    crop = crop_codecs_for(layout.crop_codec, layout.crop_quality)
     for name, (shape, chunks, dtype) in layout.shapes().items():
-        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, compressors=codecs, fill_value=0)
+        if name == IMAGE and crop is not None:       # an image codec replaces bytes + compressor
+            group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, serializer=crop, compressors=None, fill_value=0)
+        else:
+            group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, compressors=codecs, fill_value=0)
     group.attrs.update({ATTR_LAYOUT_VERSION: LAYOUT_VERSION, ATTR_CONFIG: dataclasses.asdict(layout)})
     return group
 

@@ -241,7 +241,9 @@ def _feature_stage(features_root: Location, name: str) -> StageInfo:
     info = _stage_info(
         "features", name, index, t, extra_bytes=_disk_bytes(zloc), valid=valid, img_size=flayout.img_size,
         num_points=flayout.num_points, sigma=flayout.sigma, heatmap_dtype=flayout.heatmap_dtype,
-        compressor=f"{flayout.compressor}:{flayout.compression_level}", zarr_rows=flayout.num_rows,
+        compressor=f"{flayout.compressor}:{flayout.compression_level}" + (
+            "" if flayout.crop_codec == "lossless" else f", crop {flayout.crop_codec}-{flayout.crop_quality}"),
+        zarr_rows=flayout.num_rows,
         zarr_bytes=_disk_bytes(zloc),
     )
     info.layout_version = flayout.layout_version

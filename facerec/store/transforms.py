@@ -17,6 +17,7 @@ import numpy as np
 
 from facerec.errors import ConfigError
 from facerec.geometry.landmark_sets import HEATMAP_GROUP_FLIP, flip_permutation
+from facerec.schemas.zarr_layout import NUM_HEATMAP_GROUPS
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +38,15 @@ class ChannelLayout:
     heatmap_kind: str
     landmark_set: str
     has_mask: bool
+
+    @classmethod
+    def for_inputs(cls, num_points: int, landmark_set: str, *, use_heatmaps: bool, group_all_landmarks: bool,
+                   has_mask: bool) -> "ChannelLayout":
+        """RGB, then 6 group maps or one per landmark (``group_all_landmarks``) when ``use_heatmaps``, then
+        the mask when ``has_mask``: the channels of every reader and of the device path."""
+        return cls(num_heatmaps=0 if not use_heatmaps else (num_points if group_all_landmarks else NUM_HEATMAP_GROUPS),
+                   heatmap_kind=LANDMARKS if group_all_landmarks else GROUPS, landmark_set=landmark_set,
+                   has_mask=has_mask)
 
     @property
     def num_channels(self) -> int:
