@@ -1,6 +1,6 @@
 """How each stage's cost grows with the data: every stage at three generated sizes, plus one MediaPipe point.
 
-    python -m benchmarks.bench_scale --lfw ../shared/data/lfw [--sizes 2000,8000,32000] [--mediapipe-size 2000]
+    python -m benchmarks.bench_scale --lfw ../shared/data/lfw [--sizes 3000,12000,48000] [--mediapipe-size 2000]
 
 Data: small real-looking JPEGs made at bench time from LFW (each a random crop of a random LFW image,
 shifted, scaled and brightened by a seeded jitter, 128 px, JPEG quality 85; identity = the LFW
@@ -222,7 +222,7 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw"))
-    parser.add_argument("--sizes", default="2000,8000,32000", help="comma-separated row counts (template)")
+    parser.add_argument("--sizes", default="3000,12000,48000", help="comma-separated row counts (template)")
     parser.add_argument("--mediapipe-size", type=int, default=2000, help="rows of the MediaPipe point (0: none)")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/scale"))
