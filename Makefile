@@ -5,8 +5,16 @@ BIN    := $(VENV)/bin
 STORE  ?= runs/store
 SOURCE ?=
 LFW    ?= ../shared/data/lfw
+EXTRACTOR ?= mediapipe
+MASTER ?=
+IMG_SIZE ?= 112
+# Without SOURCE, `make ingest` streams a VGGFace2 subset from the hub, as the demo does.
+HUB_SUBSET ?= --streaming --limit-classes 200 --max-samples 2000
+FACEREC := $(BIN)/python -m facerec.cli
+SPARK_OPTS = $(if $(MASTER),--master $(MASTER),)
 
-.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation bench-pose bench-gpu bench-codec-accuracy demo clean help
+.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation bench-pose \
+	bench-gpu bench-codec-accuracy bench-scale ingest landmarks features canonical store demo clean help
 
 help:
 	@echo "make install   create $(VENV) and install facerec with its pinned dependencies"
@@ -14,6 +22,14 @@ help:
 	@echo "make test-fast run only the fast unit tests"
 	@echo "make bench     run the benchmarks and write benchmarks/results/*.json"
 	@echo "make demo      the whole system in miniature (SOURCE=DIR for a local ImageFolder)"
+	@echo "make ingest    SOURCE -> STORE/samples (SOURCE: ImageFolder, Parquet folder, saved dataset, hf:// URL;"
+	@echo "               empty: a streamed VGGFace2 subset from the hub)"
+	@echo "make landmarks STORE/samples -> STORE/landmarks/EXTRACTOR (Spark; MASTER=spark://... for a cluster)"
+	@echo "make features  samples + landmarks -> STORE/features/EXTRACTOR-IMG_SIZE.zarr (Spark)"
+	@echo "make canonical canonical landmarks per identity -> STORE/identities/ (Spark)"
+	@echo "make store     all four in order (each one skipped when finished)"
+	@echo "               defaults: STORE=$(STORE) EXTRACTOR=$(EXTRACTOR) IMG_SIZE=$(IMG_SIZE) MASTER=local[*]"
+	@echo "make bench-scale  every stage at three generated sizes (benchmarks/results/scale.json)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +43,22 @@ test:
 
 test-fast:
 	$(BIN)/python -m pytest -m "not slow"
+
+ingest:
+	$(FACEREC) ingest --store $(STORE) $(if $(SOURCE),--source $(SOURCE),$(HUB_SUBSET)) $(SPARK_OPTS)
+
+landmarks:
+	$(FACEREC) landmarks --store $(STORE) --extractor $(EXTRACTOR) $(SPARK_OPTS)
+
+# features and canonical run the stages before them first (each is skipped when finished)
+features: landmarks
+	$(FACEREC) features --store $(STORE) --extractor $(EXTRACTOR) --img-size $(IMG_SIZE) $(SPARK_OPTS)
+
+canonical: features
+	$(FACEREC) canonical --store $(STORE) --extractor $(EXTRACTOR) --img-size $(IMG_SIZE) $(SPARK_OPTS)
+
+store: ingest
+	$(MAKE) canonical STORE=$(STORE) EXTRACTOR=$(EXTRACTOR) IMG_SIZE=$(IMG_SIZE) MASTER=$(MASTER)
 
 bench: bench-landmarks bench-reader bench-train bench-autoencoder
 
@@ -51,6 +83,9 @@ bench-gpu:
 bench-train: bench-reader
 	$(BIN)/python benchmarks/bench_train.py --store runs/bench/reader-store-3000 --backbone resnet18 \
 	  --num-workers 2 --out benchmarks/results/train.json
+
+bench-scale:
+	$(BIN)/python -m benchmarks.bench_scale --lfw $(LFW)
 
 bench-autoencoder:
 	$(BIN)/python benchmarks/bench_autoencoder.py --work runs/bench/autoencoder

@@ -56,8 +56,17 @@ def configure_logging(verbose: bool = False) -> None:
         datefmt="[%X]",
         handlers=[RichHandler(rich_tracebacks=False, show_path=False)],
     )
-    for noisy in ("py4j", "pyspark", "matplotlib", "PIL", "urllib3", "fsspec", "httpx", "numcodecs"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from facerec.console import configure_loggers
+
+    configure_loggers(verbose)
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(False, "--verbose", help="Show third-party output too: TF Lite/absl lines, "
+                                 "Spark/log4j warnings and Java traces, py4j; accepted anywhere on the line."),
+) -> None:
+    """Face recognition, data pipeline first: ingest -> landmarks -> features -> canonical -> train -> evaluate."""
 
 
 _register_commands()
@@ -65,7 +74,14 @@ _register_commands()
 
 def main() -> None:
     """Console entry point."""
-    configure_logging(verbose=os.environ.get("FACEREC_VERBOSE") == "1")
+    verbose = os.environ.get("FACEREC_VERBOSE") == "1" or "--verbose" in sys.argv[1:]
+    if "--verbose" in sys.argv[1:]:   # accepted after the command name too: facerec ingest ... --verbose
+        sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--verbose"]
+        os.environ["FACEREC_VERBOSE"] = "1"   # Spark workers and child processes see it too
+    configure_logging(verbose=verbose)
+    from facerec.console import quiet_console
+
+    quiet_console(verbose)
     try:
         app()
     except FacerecError as exc:

@@ -49,7 +49,8 @@ def _open(data: bytes | None) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        raise ImageRejected(CORRUPT, f"not a readable image: {exc}") from exc
+        # PIL's message names the BytesIO object's address: not part of the row (rows are deterministic)
+        raise ImageRejected(CORRUPT, f"not a readable image: no decoder recognises its {len(data)} bytes") from exc
     except Image.DecompressionBombError as exc:
         raise ImageRejected(TOO_LARGE, str(exc)) from exc
     except (OSError, ValueError, SyntaxError) as exc:

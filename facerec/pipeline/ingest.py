@@ -1,5 +1,9 @@
 """Ingest: a source -> ``STORE/samples/shard-NNNNN.parquet``, validated, deduplicated, globally shuffled.
 
+Two engines write the same bytes: this module's driver path (below; hub ids, ``--streaming``,
+``--max-samples``) and, for file sources, ``facerec.pipeline.spark_ingest`` (``engine="spark"``, or
+``"auto"``, the CLI's default); both build rows with ``ingest_rows``.
+
 Every source row becomes one row of the samples table (schema ``facerec.schemas.SAMPLES``) holding the
 original encoded bytes and a status: ``ok`` or the reason ``decode.probe_image`` rejected it. Rejected
 rows are kept, never dropped; only a second copy of identical bytes of the same identity is left out,
@@ -31,14 +35,17 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facerec.errors import ConfigError, SourceError
-from facerec.pipeline.decode import CORRUPT, EMPTY, ImageRejected, probe_image
+from facerec.pipeline.ingest_rows import (  # noqa: F401 - re-exported: the names ingest always had
+    _ORDER_KEY, _STAGED_COLUMNS, _STAGING_SCHEMA, DUPLICATE, NO_LABEL, RUN_BYTES, keep_sample, order_key, sample_id,
+    shard_table, validate_record,
+)
 from facerec.pipeline.report import ShardCounts, StageResult
 from facerec.pipeline.sources import OpenedSource, SourceRecord, open_source, sort_identities
 from facerec.schemas import LAYOUT_VERSION, SAMPLES, STATUS_OK
@@ -47,17 +54,18 @@ from facerec.store.fs import Location
 from facerec.store.integrity import finished_stage_fields, write_recorded_parquet
 from facerec.store.layout import StoreLayout, shard_file
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 log = logging.getLogger(__name__)
 
-DUPLICATE = "duplicate"
-NO_LABEL = "no_label"
 STAGING_DIR = "_staging"
 STAGED_MARKER = "_staged.json"
-RUN_BYTES = 256 << 20          # image bytes per sorted staging run (the staging memory bound)
 MERGE_BATCH_ROWS = 32          # rows read at a time from each run during the merge
-_ORDER_KEY = "order_key"
-_STAGED_COLUMNS = ("sample_id", "identity", "source_path", "image", "format", "width", "height", "status", "error")
-_STAGING_SCHEMA = pa.schema([SAMPLES.field(n) for n in _STAGED_COLUMNS] + [pa.field(_ORDER_KEY, pa.uint64(), False)])
+
+
+ENGINES = ("auto", "driver", "spark")
+_NOT_IN_FINGERPRINT = ("overwrite", "engine", "master", "conf")   # how it runs, not what it writes
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,9 @@ class IngestConfig:
     seed: int = 0
     shard_size: int = 1024
     overwrite: bool = False
+    engine: str = "driver"            # driver | spark | auto (how it runs; never changes the output)
+    master: str | None = None         # Spark master for engine spark; None: local[*]
+    conf: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.store:
@@ -82,6 +93,11 @@ class IngestConfig:
             raise ConfigError(f"--shard-size must be at least 1, got {self.shard_size}")
         if not 0.0 < self.sample_prob <= 1.0:
             raise ConfigError(f"--sample-prob must be in (0, 1], got {self.sample_prob}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "spark" and (self.max_samples is not None or self.streaming):
+            raise ConfigError("--engine spark reads a file source in parallel; --max-samples and --streaming read "
+                              "rows in source order on the driver: use --engine driver (or auto) with them")
         for name in ("limit_classes", "max_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -89,59 +105,12 @@ class IngestConfig:
 
     def fingerprint(self) -> str:
         """What decides the output: everything but ``overwrite``."""
-        spec = {k: v for k, v in asdict(self).items() if k != "overwrite"}
+        spec = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_FINGERPRINT}
         spec["layout_version"] = LAYOUT_VERSION
         return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- rows
-def sample_id(identity: str, data: bytes | None, source_path: str) -> str:
-    """Content hash: sha1(identity NUL bytes), hex. Rows without bytes are keyed by their source path."""
-    h = hashlib.sha1(identity.encode("utf-8") + b"\0")
-    h.update(data if data else b"\0no-bytes\0" + source_path.encode("utf-8"))
-    return h.hexdigest()
-
-
-def _keyed_u64(sid: str, seed: int, person: bytes) -> int:
-    digest = hashlib.blake2b(sid.encode(), digest_size=8, key=str(seed).encode(), person=person).digest()
-    return int.from_bytes(digest, "big")
-
-
-def order_key(sid: str, seed: int) -> int:
-    """Position of a sample in the shuffled order: a seeded 64-bit hash of its id."""
-    return _keyed_u64(sid, seed, b"shuffle")
-
-
-def keep_sample(sid: str, seed: int, prob: float) -> bool:
-    """Seeded Bernoulli(prob) per sample id: the same sample is kept or not whatever the arrival order."""
-    return prob >= 1.0 or _keyed_u64(sid, seed, b"sample") < prob * 2.0**64
-
-
-def validate_record(rec: SourceRecord, seed: int, sid: str | None = None) -> dict[str, Any]:
-    """One staged row: ids, the bytes as given, and the probe's verdict (status + message)."""
-    sid = sid or sample_id(rec.identity, rec.data, rec.source_path)
-    row: dict[str, Any] = {
-        "sample_id": sid, "identity": rec.identity, "source_path": rec.source_path, "image": rec.data,
-        "format": None, "width": None, "height": None, "status": STATUS_OK, "error": None,
-        _ORDER_KEY: order_key(sid, seed),
-    }
-    if not rec.identity:
-        row.update(status=NO_LABEL, error="the source row has no label (identity)")
-        return row
-    if rec.data is None:
-        row.update(status=EMPTY, error="the source row holds no image bytes")
-        return row
-    try:
-        info = probe_image(rec.data)
-    except ImageRejected as exc:
-        row.update(status=exc.reason, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is this row's verdict, not the job's
-        row.update(status=CORRUPT, error=f"decoder failed: {type(exc).__name__}: {exc}")
-    else:
-        row.update(format=info.format, width=info.width, height=info.height)
-    return row
-
-
 def _sort_key(row: dict[str, Any]) -> tuple[int, str, str]:
     return row[_ORDER_KEY], row["sample_id"], row["source_path"]
 
@@ -217,13 +186,9 @@ def _iter_run(loc: Location) -> Iterator[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- shards
-def _write_shard(rows: list[dict[str, Any]], shard: int, labels: dict[str, int], split: str, loc: Location) -> None:
-    cols: dict[str, list[Any]] = {name: [r[name] for r in rows] for name in _STAGED_COLUMNS}
-    cols["label"] = [labels.get(r["identity"], -1) for r in rows]
-    cols["split"] = [split] * len(rows)
-    cols["shard"] = [shard] * len(rows)
-    cols["position"] = list(range(len(rows)))
-    write_recorded_parquet(pa.Table.from_pydict(cols, schema=SAMPLES), loc)
+def _write_shard(rows: list[dict[str, Any]], shard: int, identities: list[str], split: str, loc: Location) -> None:
+    staged = pa.Table.from_pylist(rows, schema=_STAGING_SCHEMA)
+    write_recorded_parquet(shard_table(staged, shard, identities, split), loc)
 
 
 def _merge_into_shards(out: Location, staging: Location, marker: dict, config: IngestConfig,
@@ -234,7 +199,6 @@ def _merge_into_shards(out: Location, staging: Location, marker: dict, config: I
     if pending_limit:  # identity names were unknown before reading: apply --limit-classes now
         identities = identities[: config.limit_classes]
     keep = frozenset(identities)
-    labels = {name: i for i, name in enumerate(identities)}
     counts = ShardCounts()
     merged = heapq.merge(*(_iter_run(staging.child(r)) for r in marker["runs"]), key=_sort_key)
     shard_rows: list[dict[str, Any]] = []
@@ -248,7 +212,7 @@ def _merge_into_shards(out: Location, staging: Location, marker: dict, config: I
         if loc.exists():
             result.shards_skipped += 1
         else:
-            _write_shard(shard_rows, shard, labels, config.split, loc)
+            _write_shard(shard_rows, shard, identities, config.split, loc)
             result.shards_done += 1
         bar.update(1)
         shard_rows, shard = [], shard + 1
@@ -293,7 +257,25 @@ def _resolve_allowed(source: OpenedSource, config: IngestConfig) -> frozenset[st
     return frozenset(source.identities[: config.limit_classes])
 
 
-def run_ingest(config: IngestConfig) -> StageResult:
+def resolve_engine(config: IngestConfig) -> str:
+    """driver or spark: ``auto`` takes Spark for file sources unless --max-samples or --streaming is given."""
+    from facerec.pipeline.file_sources import is_file_source
+
+    if config.engine != "auto":
+        return config.engine
+    if config.max_samples is not None or config.streaming or not is_file_source(config.source):
+        return "driver"
+    return "spark"
+
+
+def _spark_source(source: str) -> str:
+    """A hub id read by Spark is read as the hub's Parquet files through fsspec (hf://)."""
+    from facerec.pipeline.file_sources import is_file_source
+
+    return source if is_file_source(source) else f"hf://datasets/{source}"
+
+
+def run_ingest(config: IngestConfig, spark: "SparkSession | None" = None) -> StageResult:
     """Run (or resume, or skip) the ingest stage; returns its counts. See the module docstring."""
     config.validate()
     start = time.perf_counter()
@@ -303,30 +285,61 @@ def run_ingest(config: IngestConfig) -> StageResult:
         if leftover.exists():  # killed between writing the manifest and removing the staged runs
             leftover.fs.rm(leftover.path, recursive=True)
         return _finished_result(out, config)
-    source = open_source(config.source, config.split, image_column=config.image_column,
-                         label_column=config.label_column, streaming=config.streaming)
     staging = out.child(STAGING_DIR)
-    marker = None if config.overwrite else (_read_marker(staging, config) if out.exists() else None)
-    if marker is None and out.exists():
-        out.fs.rm(out.path, recursive=True)   # stale or foreign partial output: start clean
-    fs.remove_tmp_debris(out)
-    fs.remove_tmp_debris(staging)
-    if marker is None:
-        marker = _stage(source, config, staging, _resolve_allowed(source, config))
-    else:
-        log.info("ingest: resuming from %d staged runs in %s", len(marker["runs"]), staging)
     result = StageResult(stage="ingest", output=str(out))
-    shape = _merge_into_shards(out, staging, marker, config, result)
+    if resolve_engine(config) == "spark":
+        shape, source_info, sampled_out = _ingest_with_spark(config, out, staging, spark, result)
+    else:
+        source = open_source(config.source, config.split, image_column=config.image_column,
+                             label_column=config.label_column, streaming=config.streaming)
+        marker = None if config.overwrite else (_read_marker(staging, config) if out.exists() else None)
+        if marker is None and out.exists():
+            out.fs.rm(out.path, recursive=True)   # stale or foreign partial output: start clean
+        fs.remove_tmp_debris(out)
+        fs.remove_tmp_debris(staging)
+        if marker is None:
+            marker = _stage(source, config, staging, _resolve_allowed(source, config))
+        else:
+            log.info("ingest: resuming from %d staged runs in %s", len(marker["runs"]), staging)
+        shape = _merge_into_shards(out, staging, marker, config, result)
+        source_info, sampled_out = source.info(), marker["sampled_out"]
     result.check_balanced()
     result.seconds = time.perf_counter() - start
-    result.extra = {**shape, "sampled_out": marker["sampled_out"]}
+    result.extra = {**shape, "sampled_out": sampled_out}
     manifest = {
         "stage": "ingest", "layout_version": LAYOUT_VERSION, "fingerprint": config.fingerprint(),
-        "config": asdict(config), "source": source.info(), "counts": result.to_dict(),
+        "config": asdict(config), "source": source_info, "counts": result.to_dict(),
         "shard_size": config.shard_size, "split": config.split, "seed": config.seed, **result.extra,
         **finished_stage_fields(out, [shard_file(s) for s in range(shape["num_shards"])], "ingest",
-                                source_revision=source.info().get("revision")),
+                                source_revision=source_info.get("revision")),
     }
     fs.write_json_atomic(manifest, StoreLayout.manifest(out))
     staging.fs.rm(staging.path, recursive=True)
     return result
+
+
+def _ingest_with_spark(config: IngestConfig, out: Location, staging: Location, spark: "SparkSession | None",
+                       result: StageResult) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The Spark path (``facerec.pipeline.spark_ingest``); resumes staged groups of the same plan."""
+    from facerec.pipeline.file_sources import plan_file_source
+    from facerec.pipeline.spark import spark_session
+    from facerec.pipeline.spark_ingest import run_spark_ingest
+
+    plan = plan_file_source(_spark_source(config.source), config.split, config.image_column, config.label_column)
+    previous = staging.child("_plan.json")
+    same = (not config.overwrite and previous.exists()
+            and fs.read_json(previous).get("fingerprint") == config.fingerprint())
+    if not same and out.exists():
+        out.fs.rm(out.path, recursive=True)       # another config's partial output: start clean
+    fs.remove_tmp_debris(out)
+    fs.remove_tmp_debris(staging)
+    allowed = None
+    if config.limit_classes is not None and plan.identities is not None:
+        allowed = frozenset(plan.identities[: config.limit_classes])
+    spark = spark or spark_session(config.master, config.conf, app_name="facerec-ingest")
+    shape = run_spark_ingest(plan, config, out, staging, allowed, spark, result)
+    hidden = shape.pop("_hidden_files")
+    if hidden or plan.loose_files:
+        log.warning("%s: ignored %d hidden files and %d files outside identity folders",
+                    plan.description, hidden, plan.loose_files)
+    return shape, plan.info(hidden), shape.pop("_sampled_out")

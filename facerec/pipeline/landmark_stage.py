@@ -15,7 +15,8 @@ the extractor; a row rejected at ingest is not processed and keeps its ingest re
 The template extractor's rows carry ``placeholder=True`` and ``detected=True`` (its mean-face points are
 usable by later stages, but nothing was detected: ``num_faces`` 0, ``score`` null).
 
-The driver runs one Spark task per missing shard (``facerec.pipeline.spark.run_shards``); each Python
+The driver runs one Spark task per missing shard (``facerec.pipeline.spark.run_shards``; with fewer than
+4 shards per core, each shard is cut into pieces run as separate tasks, see ``landmark_pieces``); each Python
 worker creates its extractor once (``get_extractor``), each task writes its shard under a temporary name
 and renames it. A finished stage (``_manifest.json``) is not redone unless ``overwrite``.
 """
@@ -37,8 +38,9 @@ from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
 from facerec.geometry.face_pose import estimate_face_pose
 from facerec.pipeline.decode import ImageRejected, decode_rgb
 from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
+from facerec.pipeline.landmark_pieces import piece_file, piece_rows, run_pieces
 from facerec.pipeline.report import ShardCounts, StageResult
-from facerec.pipeline.spark import run_shards, spark_session
+from facerec.pipeline.spark import spark_session
 from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK
 from facerec.store import fs
 from facerec.store.fs import Location, read_parquet_checked
@@ -123,20 +125,38 @@ def read_samples_shard(samples: Location, shard: int, columns: list[str] | None 
     return read_parquet_checked(samples.child(shard_file(shard)), SAMPLES, columns)
 
 
-def landmark_shard(store: str, extractor_name: str, shard: int) -> dict[str, Any]:
-    """Compute and commit ``landmarks/<extractor>/shard-N.parquet``; returns ``ShardCounts.to_dict()``."""
+def landmark_shard(store: str, extractor_name: str, shard: int, piece: int = 0, pieces: int = 1) -> dict[str, Any]:
+    """Compute and commit ``landmarks/<extractor>/shard-N.parquet``; returns ``ShardCounts.to_dict()``.
+
+    With ``pieces > 1`` only the ``piece``-th of ``pieces`` equal row ranges of the shard is computed and
+    committed as a piece file (``landmark_pieces``), which a second task joins into the shard.
+    """
+    t0 = time.perf_counter()
     layout = StoreLayout.at(store)
-    extractor = get_extractor(extractor_name)
+    extractor = get_extractor(extractor_name)      # created once per Python worker, then cached
+    t1 = time.perf_counter()
     lset = landmark_set(extractor_name)
     table = read_samples_shard(layout.samples, shard, _INPUT_COLUMNS)
+    if pieces > 1:
+        start, stop = piece_rows(table.num_rows, piece, pieces)
+        table = table.slice(start, stop - start)
+    samples = table.to_pylist()
+    t2 = time.perf_counter()
     counts = ShardCounts()
     rows = []
-    for sample in table.to_pylist():
+    for sample in samples:
         row = extract_landmarks_row(extractor, lset, sample)
         counts.add(row["status"])
         rows.append(row)
-    write_recorded_parquet(pa.Table.from_pylist(rows, schema=LANDMARKS), layout.landmarks(extractor_name).child(shard_file(shard)))
-    return {**counts.to_dict(), "ingest_rejected": _rejected_at_ingest(table)}
+    t3 = time.perf_counter()
+    out = layout.landmarks(extractor_name)
+    table_out = pa.Table.from_pylist(rows, schema=LANDMARKS)
+    if pieces == 1:
+        write_recorded_parquet(table_out, out.child(shard_file(shard)))
+    else:   # a temporary piece: no commit record; the joined shard gets one (landmark_pieces.JoinPieces)
+        fs.write_parquet_atomic(table_out, piece_file(out, shard, piece))
+    timing = {"init_s": t1 - t0, "read_s": t2 - t1, "rows_s": t3 - t2, "write_s": time.perf_counter() - t3}
+    return {**counts.to_dict(), "ingest_rejected": _rejected_at_ingest(table), "timing": timing}
 
 
 def _rejected_at_ingest(samples: pa.Table) -> int:
@@ -149,9 +169,11 @@ class LandmarkShardTask:
 
     store: str
     extractor: str
+    pieces: int = 1                 # tasks per shard (``landmark_pieces.pieces_per_shard``)
 
-    def __call__(self, shard: int) -> dict[str, Any]:
-        return landmark_shard(self.store, self.extractor, shard)
+    def __call__(self, item: int) -> dict[str, Any]:
+        shard, piece = divmod(item, self.pieces)
+        return landmark_shard(self.store, self.extractor, shard, piece, self.pieces)
 
 
 def finished_shards(folder: Location) -> set[int]:
@@ -225,20 +247,24 @@ def run_landmarks(config: LandmarksConfig, spark: "SparkSession | None" = None) 
     summaries = []
     if todo:
         spark = spark or spark_session(config.master, config.conf, app_name=f"facerec-landmarks-{config.extractor}")
-        summaries = run_shards(spark, todo, LandmarkShardTask(str(layout.root), config.extractor),
+        summaries = run_pieces(spark, todo, LandmarkShardTask(str(layout.root), config.extractor), folder=out,
+                               shard_size=int(samples_manifest["shard_size"]),
                                description=f"landmarks {config.extractor}", max_parallel=config.partitions)
     summaries += [counts_of_shard(layout, config.extractor, s) for s in sorted(done)]
     fs.remove_tmp_debris(out)   # temporary files of tasks killed before their commit (Spark redid them)
     ingest_rejected = 0
+    timings: dict[str, float] = {}
     for summary in summaries:
         result.merge(summary)
         ingest_rejected += int(summary.get("ingest_rejected", 0))
+        for key, value in summary.get("timing", {}).items():   # task seconds by part, summed over shards
+            timings[key] = round(timings.get(key, 0.0) + value, 3)
     result.check_balanced()
     if result.rows_in != int(samples_manifest["num_rows"]):
         raise StoreError(f"landmarks: {result.rows_in} rows in {out} but the samples table has "
                          f"{samples_manifest['num_rows']} rows")
     result.seconds = time.perf_counter() - start
-    result.extra = {"not_processed_rejected_at_ingest": ingest_rejected, "num_shards": num_shards}
+    result.extra = {"not_processed_rejected_at_ingest": ingest_rejected, "num_shards": num_shards, "timings": timings}
     manifest = {"stage": "landmarks", "layout_version": LAYOUT_VERSION, "config": asdict(config),
                 "extractor": config.extractor, "num_points": landmark_set(config.extractor).num_points,
                 "num_rows": result.rows_in, "num_shards": num_shards, "samples_digest": samples_digest,

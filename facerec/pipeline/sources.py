@@ -84,6 +84,11 @@ def sort_identities(names: Any) -> list[str]:
 def open_source(source: str, split: str = "train", *, image_column: str | None = None,
                 label_column: str | None = None, streaming: bool = False) -> OpenedSource:
     """Open ``source`` (local path, file:// URL or hub id); raises SourceError naming what was wrong."""
+    if "://" in source and not source.startswith("file://"):   # Parquet files behind fsspec (hf://, s3://)
+        if source.startswith("hf://"):
+            check_hub_reachable(source)
+        files = resolve_parquet_files(source, split)
+        return _from_hf(_load_parquet(split, files=files), "parquet", source, split, image_column, label_column)
     local = Path(source[len("file://"):] if source.startswith("file://") else source).expanduser()
     if local.exists():
         return _open_local(local, split, image_column, label_column)
@@ -113,7 +118,7 @@ def _open_local(path: Path, split: str, image_column: str | None, label_column: 
     return _open_image_folder(path)
 
 
-def _load_parquet(split: str, files: list[Path] | None = None, data_dir: Path | None = None) -> Any:
+def _load_parquet(split: str, files: list[Path] | list[str] | None = None, data_dir: Path | None = None) -> Any:
     """Local Parquet through ``datasets`` in streaming mode: read in place, no copy into the HF cache.
 
     With a folder, ``datasets`` infers splits from the file names (``train-*.parquet``, ``test/``...);
@@ -129,9 +134,22 @@ def _load_parquet(split: str, files: list[Path] | None = None, data_dir: Path | 
         raise SourceError(f"cannot read the Parquet source {data_dir or files}: {exc}") from exc
 
 
+def resolve_parquet_files(base: str, split: str) -> list[str]:
+    """The Parquet files of ``split`` under ``base``, in the order ``datasets.load_dataset`` reads them."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    try:
+        files = DataFilesDict.from_patterns(get_data_patterns(base), base_path=base)
+    except (OSError, ValueError, FileNotFoundError) as exc:
+        raise SourceError(f"cannot list the Parquet files under {base}: {exc}") from exc
+    if split not in files:
+        raise SourceError(f"{base}: no split {split!r}; available splits: {', '.join(files)}")
+    return [str(f) for f in files[split] if str(f).endswith(".parquet")]
+
+
 def _open_image_folder(root: Path) -> OpenedSource:
     """``root/<identity>/<image>``: identity = the first-level folder name, files in sorted order."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(identity_folders(root))
     loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
     if not folders:
         raise SourceError(f"{root} is not an ImageFolder: expected one sub-folder per identity holding images, "
@@ -139,10 +157,8 @@ def _open_image_folder(root: Path) -> OpenedSource:
     files: dict[str, list[Path]] = {}
     hidden = 0
     for folder in folders:
-        entries = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
-        visible = [p for p in entries if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
-        hidden += len(entries) - len(visible)
-        files[folder.name] = visible
+        files[folder.name], skipped = identity_folder_files(folder)
+        hidden += skipped
     ignored = {"hidden_files": hidden, "files_outside_identity_folders": len(loose)}
     if hidden or loose:
         log.warning("%s: ignoring %d hidden files and %d files outside identity folders", root, hidden, len(loose))
@@ -153,13 +169,25 @@ def _open_image_folder(root: Path) -> OpenedSource:
             if allowed is not None and name not in allowed:
                 continue
             for path in files[name]:
-                yield SourceRecord(name, _read_file(path), str(path.relative_to(root)))
+                yield SourceRecord(name, read_file(path), str(path.relative_to(root)))
 
     return OpenedSource("imagefolder", str(root), names, sum(len(v) for v in files.values()), read,
                         ignored={k: v for k, v in ignored.items() if v})
 
 
-def _read_file(path: Path) -> bytes | None:
+def identity_folders(root: Path) -> list[Path]:
+    """The identity folders of an ImageFolder (hidden folders are not identities), unsorted."""
+    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def identity_folder_files(folder: Path) -> tuple[list[Path], int]:
+    """(sorted image files of one identity folder, hidden files skipped): the rows of that identity."""
+    entries = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    visible = [p for p in entries if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return visible, len(entries) - len(visible)
+
+
+def read_file(path: Path) -> bytes | None:
     """The file's bytes; None for a dangling link or an unreadable file (ingest records it as empty)."""
     try:
         return path.read_bytes()
@@ -317,21 +345,34 @@ def _from_hf(ds: Any, kind: str, where: str, split: str, image_column: str | Non
             identities = sort_identities(_identity(v, None) for v in ds.unique(label_column) if v is not None)
 
     def read(allowed: frozenset[str] | None) -> Iterator[SourceRecord]:
-        rows = ds
+        rows, selected = ds, None
         if allowed is not None and isinstance(ds, datasets.Dataset):
             labels = ds.data.column(label_column).to_pylist()
-            rows = ds.select([i for i, v in enumerate(labels) if _identity(v, class_names) in allowed])
+            selected = [i for i, v in enumerate(labels) if _identity(v, class_names) in allowed]
+            rows = ds.select(selected)
         index = 0
         for batch in rows.iter(batch_size=256):
             for image, label in zip(batch[image_column], batch[label_column]):
                 identity = _identity(label, class_names)
                 if allowed is None or identity in allowed:
-                    data, path = _image_bytes(image)
-                    yield SourceRecord(identity, data, path or f"{split}[{index}]")
+                    # source_path names the row of the source, also when --limit-classes selected rows
+                    row = index if selected is None else selected[index]
+                    yield record_of(identity, image, f"{split}[{row}]")
                 index += 1
 
     return OpenedSource(kind, where, identities, total, read,
                         columns={"image": image_column, "label": label_column})
+
+
+def record_of(identity: str, image: Any, where: str) -> SourceRecord:
+    """A source row from an undecoded image cell; ``where`` ("<split>[<row>]") when it has no path."""
+    data, path = _image_bytes(image)
+    return SourceRecord(identity, data, path or where)
+
+
+def identity_of(label: Any, class_names: list[str] | None) -> str:
+    """A label cell -> identity name: the ClassLabel name, else the value as text ("" when missing)."""
+    return _identity(label, class_names)
 
 
 def _identity(label: Any, class_names: list[str] | None) -> str:
@@ -351,5 +392,5 @@ def _image_bytes(value: Any) -> tuple[bytes | None, str | None]:
     data, path = value.get("bytes"), value.get("path")
     if data is None and path:
         local = Path(path)
-        data = _read_file(local) if local.is_file() else None
+        data = read_file(local) if local.is_file() else None
     return (bytes(data) if data is not None else None), path
