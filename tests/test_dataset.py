@@ -14,7 +14,7 @@ import zarr
 from facerec.errors import ConfigError, SchemaMismatchError, StageNotReadyError
 from facerec.geometry.heatmaps import render_heatmaps
 from facerec.geometry.landmark_sets import landmark_set
-from facerec.schemas.tables import META_VERSION
+from facerec.schemas.tables import LAYOUT_VERSION, META_VERSION
 from facerec.schemas.zarr_layout import ATTR_LAYOUT_VERSION
 from facerec.store.dataset import FaceStoreDataset, normalize_batch
 from facerec.store.open_store import FeatureSet
@@ -182,7 +182,7 @@ def test_refuses_another_layout_version(store, tmp_path):
     group.attrs[ATTR_LAYOUT_VERSION] = 99
     with pytest.raises(SchemaMismatchError, match="version 99"):
         FeatureSet.open(str(copy))
-    group.attrs[ATTR_LAYOUT_VERSION] = 1
+    group.attrs[ATTR_LAYOUT_VERSION] = LAYOUT_VERSION
     FeatureSet.open(str(copy))
     (tmp_path / "features" / zarr_path.name.replace(".zarr", ".index") / "_manifest.json").unlink()
     with pytest.raises(StageNotReadyError, match="has not finished"):

@@ -14,7 +14,7 @@ import pytest
 from facerec.errors import ConfigError, SourceError
 from facerec.pipeline import ingest as ingest_mod
 from facerec.pipeline.ingest import IngestConfig, keep_sample, run_ingest
-from facerec.schemas import SAMPLES, check_table_schema
+from facerec.schemas import LAYOUT_VERSION, SAMPLES, check_table_schema
 from facerec.store.fs import TMP_PREFIX
 from facerec.store.layout import StoreLayout
 
@@ -68,7 +68,7 @@ def test_shards_positions_and_manifest(base_run) -> None:
     manifest = StoreLayout.read_manifest(StoreLayout.at(str(store)).samples)
     assert (manifest["num_rows"], manifest["num_shards"], manifest["shard_size"], manifest["num_identities"]) == (120, 4, 32, 30)
     assert manifest["counts"]["rows_in"] == 120 and manifest["config"]["seed"] == 7
-    assert manifest["layout_version"] == 1 and manifest["source"]["kind"] == "imagefolder"
+    assert manifest["layout_version"] == LAYOUT_VERSION and manifest["source"]["kind"] == "imagefolder"
 
 
 def test_order_is_a_global_shuffle(base_run) -> None:
