@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         scale: Annotated[Optional[float], typer.Option("--scale", help="Logit scale s; default 64.")] = _default("scale"),
         margin_warmup_epochs: Annotated[float, typer.Option(
             "--margin-warmup-epochs", help="Ramp the margin from 0 to m over these epochs (0: full margin from the first "
-                                           "step, which can collapse on small data).")] = _default("margin_warmup_epochs"),
+                                           "step). Optional: it did not prevent the small-data collapse in our runs.")] = _default("margin_warmup_epochs"),
         stop_on_collapse: Annotated[bool, typer.Option(
             "--stop-on-collapse", help="Stop when the collapse guard fires (loss on the collapse plateau, accuracy "
                                        "near chance), not only warn.")] = _default("stop_on_collapse"),

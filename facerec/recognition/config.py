@@ -37,8 +37,8 @@ class TrainConfig:
     dropout: float = 0.0
     margin: float | None = None         # None: 0.5 (ArcFace) / 0.35 (CosFace)
     scale: float | None = None          # None: 64
-    margin_warmup_epochs: float = 5.0   # margin ramps 0 -> m over these epochs (0: full margin from step 0);
-                                        # avoids ArcFace's collapse on small data (docs/training.md)
+    margin_warmup_epochs: float = 0.0   # margin ramps 0 -> m over these epochs (0: full margin from step 0);
+                                        # not the default: it did not prevent the collapse (docs/training.md)
     stop_on_collapse: bool = False      # stop (TrainingError) when the collapse guard fires, not only warn
     epochs: int = 20
     batch_size: int = 128

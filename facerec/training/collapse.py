@@ -42,7 +42,10 @@ class CollapseGuard:
     @classmethod
     def for_run(cls, num_classes: int, *, margin_type: str, s: float, m: float, margin_warmup_epochs: float,
                 warmup_epochs: float) -> "CollapseGuard":
-        start = max(margin_warmup_epochs, warmup_epochs) + 1.0
+        # CosFace has no basin below its start: every all-equal-cosine state costs log(1 + (N-1) exp(s m)), the
+        # random start included, so "near the plateau" would only mean "not learning yet" (it fired at epoch
+        # 4-5 of every CosFace probe run). Only ArcFace's runs are judged.
+        start = max(margin_warmup_epochs, warmup_epochs) + 1.0 if margin_type == "arcface" else math.inf
         return cls(num_classes, collapse_plateau(num_classes, margin_type=margin_type, s=s, m=m), start)
 
     def check(self, epoch: int, loss: float, accuracy: float) -> dict | None:
@@ -61,6 +64,5 @@ class CollapseGuard:
         return (f"training looks collapsed at epoch {evidence['epoch']}: loss {evidence['loss']:.2f} is on the "
                 f"all-embeddings-opposite plateau {evidence['plateau']:.2f} and training accuracy "
                 f"{100 * evidence['accuracy']:.2f}% is near chance "
-                f"({100 * evidence['chance']:.2f}%). This run will not learn identities; restart with a margin "
-                "warm-up (--margin-warmup-epochs, the default), --use-cosface true or a lower --lr "
-                "(docs/training.md, Optimisation)")
+                f"({100 * evidence['chance']:.2f}%). This run is not learning identities; restart with another "
+                "--seed, more images per person, --use-cosface true or a lower --lr (docs/training.md, Optimisation)")
