@@ -8,8 +8,9 @@ RGB + 6 heatmaps, RGB + heatmaps + mask; same data, steps, model and seeds for e
 being ``TrainConfig``'s default (margin warm-up; ArcFace s=64 m=0.5 after it).
 
 Scoring: CFP-FF and CFP-FP through issue 12's ``eval-pairs`` harness
-(``facerec.recognition.pair_eval.eval_pairs_run``), called by ``score_run_on_cfp``. **Unwired until that
-harness is on main**: without it each run is trained and recorded with ``cfp: null`` and the reason.
+(``facerec.recognition.pair_eval.eval_pairs_run``, on main since bb319f4), called by ``score_run_on_cfp``;
+not yet exercised by a run of this script. Where the harness cannot be imported a run is recorded with
+``cfp: null`` and the reason.
 
 Budget: ``--time-steps N`` trains N steps of every arm, prints seconds per step and the projected
 wall time of the whole ablation (arms x seeds x epochs x steps/epoch), and writes nothing else.
@@ -59,8 +60,8 @@ def training_images(images_dir: Path, exclude: set[str], *, min_images: int, max
 
 def score_run_on_cfp(run_dir: Path, cfp_dir: Path, work: Path, device: str) -> dict:
     """CFP-FF and CFP-FP of one run through issue 12's eval-pairs harness: per protocol accuracy, AUC, TAR at
-    FAR 1e-2 and the per-pair cosine scores (for the paired bootstrap). Raises ImportError while unwired."""
-    from facerec.evaluation.benchmarks import open_benchmark          # issue 12: not on main yet
+    FAR 1e-2 and the per-pair cosine scores (for the paired bootstrap). ImportError: no harness."""
+    from facerec.evaluation.benchmarks import open_benchmark          # issue 12's eval-pairs harness
     from facerec.evaluation.lfw import EmbeddingCache, score_lfw_pairs
     from facerec.recognition.pair_eval import eval_pairs_run
 
