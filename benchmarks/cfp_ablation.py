@@ -5,7 +5,8 @@ in CFP (``cfp-dataset/Data/list_name.txt``, spaces -> ``_`` match LFW's folder n
 at most ``--max-per-identity`` images each. The exclusion is checked here (no training identity is a
 CFP identity) and tested in ``tests/test_cfp_ablation.py``. Arms (``benchmarks.ablation.ARMS``): RGB,
 RGB + 6 heatmaps, RGB + heatmaps + mask; same data, steps, model and seeds for every arm, the recipe
-being ``TrainConfig``'s default (margin warm-up; ArcFace s=64 m=0.5 after it).
+being ``TrainConfig``'s default (ArcFace s=64 m=0.5; ``--margin-warmup-epochs`` to ramp it). Every run
+records its final training loss and accuracy, and the collapse guard's verdict is in its metrics.jsonl.
 
 Scoring: CFP-FF and CFP-FP through issue 12's ``eval-pairs`` harness
 (``facerec.recognition.pair_eval.eval_pairs_run``, on main since bb319f4), called by ``score_run_on_cfp``;
@@ -192,7 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stem", default="imagenet")
     p.add_argument("--embedding-size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=6, help="6 x 78 steps fits 2.5 h on 2 cores (docs/training.md)")
-    p.add_argument("--margin-warmup-epochs", type=float, default=2.0, help="margin 0 -> m over these epochs")
+    p.add_argument("--margin-warmup-epochs", type=float, default=0.0, help="margin 0 -> m over these epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--min-images", type=int, default=2)
