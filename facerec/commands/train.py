@@ -39,6 +39,14 @@ def register(app: typer.Typer) -> None:
         use_heatmaps: Annotated[TrueFalse, _bool_option("--use-heatmaps", "Add the 6 landmark heatmap channels.")] = TrueFalse(str(_default("use_heatmaps")).lower()),
         add_mask_channel: Annotated[TrueFalse, _bool_option("--add-mask-channel", "Add the face-hull mask channel.")] = TrueFalse(str(_default("add_mask_channel")).lower()),
         use_cosface: Annotated[TrueFalse, _bool_option("--use-cosface", "CosFace margin instead of ArcFace.")] = TrueFalse(str(_default("use_cosface")).lower()),
+        margin: Annotated[Optional[float], typer.Option("--margin", help="Margin m; default 0.5 (ArcFace) or 0.35 (CosFace).")] = _default("margin"),
+        scale: Annotated[Optional[float], typer.Option("--scale", help="Logit scale s; default 64.")] = _default("scale"),
+        margin_warmup_epochs: Annotated[float, typer.Option(
+            "--margin-warmup-epochs", help="Ramp the margin from 0 to m over these epochs (0: full margin from the first "
+                                           "step). Optional: it did not prevent the small-data collapse in our runs.")] = _default("margin_warmup_epochs"),
+        stop_on_collapse: Annotated[bool, typer.Option(
+            "--stop-on-collapse", help="Stop when the collapse guard fires (loss on the collapse plateau, accuracy "
+                                       "near chance), not only warn.")] = _default("stop_on_collapse"),
         group_all_landmarks: Annotated[bool, typer.Option(
             "--group-all-landmarks", help="One heatmap channel per landmark (478 or 68) instead of 6 groups.")] = _default("group_all_landmarks"),
         img_size: ImgSize = _default("img_size"),
@@ -77,7 +85,8 @@ def register(app: typer.Typer) -> None:
         cfg = TrainConfig(
             store=store, out=str(out), extractor=extractor, img_size=img_size,
             use_heatmaps=use_heatmaps is TrueFalse.true, add_mask_channel=add_mask_channel is TrueFalse.true,
-            use_cosface=use_cosface is TrueFalse.true, group_all_landmarks=group_all_landmarks, backbone=backbone,
+            use_cosface=use_cosface is TrueFalse.true, margin=margin, scale=scale,
+            margin_warmup_epochs=margin_warmup_epochs, stop_on_collapse=stop_on_collapse, group_all_landmarks=group_all_landmarks, backbone=backbone,
             stem=stem, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs, grad_clip=grad_clip or None, amp=amp, channels_last=channels_last,
             augment=augment is TrueFalse.true, input_path=input_path, holdout_identity_frac=holdout_identity_frac,

@@ -16,7 +16,7 @@ INPUT_PATHS = ("device", "cpu")     # where augmentation and heatmap rendering h
 
 # Fields that may differ when a run is resumed; every other one must match the saved config.
 RESUME_MAY_DIFFER = ("store", "data_root", "out", "resume", "device", "num_workers", "max_steps", "log_every",
-                     "checkpoint_every", "evaluate_after", "eval_pairs")
+                     "checkpoint_every", "evaluate_after", "eval_pairs", "stop_on_collapse")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class TrainConfig:
     dropout: float = 0.0
     margin: float | None = None         # None: 0.5 (ArcFace) / 0.35 (CosFace)
     scale: float | None = None          # None: 64
+    margin_warmup_epochs: float = 0.0   # margin ramps 0 -> m over these epochs (0: full margin from step 0);
+                                        # not the default: it did not prevent the collapse (docs/training.md)
+    stop_on_collapse: bool = False      # stop (TrainingError) when the collapse guard fires, not only warn
     epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
@@ -80,9 +83,10 @@ class TrainConfig:
             raise choice_error("amp mode", self.amp, AMP_CHOICES)
         if self.channels_last not in SWITCH_CHOICES:
             raise choice_error("channels_last", self.channels_last, SWITCH_CHOICES)
-        if not self.lr > 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ConfigError(f"train config: need lr > 0, weight_decay >= 0, warmup_epochs >= 0; found "
-                              f"{self.lr}, {self.weight_decay}, {self.warmup_epochs}")
+        if not self.lr > 0 or self.weight_decay < 0 or self.warmup_epochs < 0 or self.margin_warmup_epochs < 0:
+            raise ConfigError(f"train config: need lr > 0, weight_decay >= 0, warmup_epochs >= 0, "
+                              f"margin_warmup_epochs >= 0; found {self.lr}, {self.weight_decay}, "
+                              f"{self.warmup_epochs}, {self.margin_warmup_epochs}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ConfigError(f"train config: checkpoint_every must be >= 1 or None, found {self.checkpoint_every}")
         if self.max_steps is not None and self.max_steps < 1:

@@ -9,6 +9,11 @@ th = cos(pi - m), mm = sin(pi - m) * m, the first-order expansion of cos(theta +
 The logit then keeps decreasing in theta; at the switch it steps down by cos m + m sin m - 1
 (0.117 at m = 0.5), never up.
 
+Margin warm-up: ``set_margin_fraction(f)`` applies ``f * m`` (0 <= f <= 1) while ``m`` stays the margin
+the head was built with (and saved in the model spec). Training ramps f from 0 to 1 over the first
+epochs: with the full ArcFace margin from step 0 a small data set can fall into the degenerate basin
+where every embedding sits opposite every class centre (docs/training.md, Optimisation).
+
 The whole head runs in float32 with autocast disabled: at s = 64 a half-precision cosine error of
 1e-3 is a logit error of 0.06, and the sqrt(1 - cos^2) near cos = +-1 needs the range.
 """
@@ -50,6 +55,14 @@ class MarginHead(nn.Module):
         self.num_classes, self.embedding_size = num_classes, embedding_size
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.normal_(self.weight, std=0.01)
+        self.set_margin_fraction(1.0)
+
+    def set_margin_fraction(self, fraction: float) -> None:
+        """Apply ``fraction * m`` from now on (margin warm-up); 1.0 is the full margin."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"MarginHead: margin fraction must be in [0, 1], found {fraction}")
+        m = self.m * fraction
+        self.active_m = m
         self._cos_m, self._sin_m = math.cos(m), math.sin(m)
         self._th = math.cos(math.pi - m)          # theta + m > pi  <=>  cos(theta) < th
         self._mm = math.sin(math.pi - m) * m
@@ -67,7 +80,7 @@ class MarginHead(nn.Module):
     def target_logit(self, cos_target: torch.Tensor) -> torch.Tensor:
         """The margin applied to the target class's cosine [B] (unscaled)."""
         if self.margin_type == "cosface":
-            return cos_target - self.m
+            return cos_target - self.active_m
         cos_target = cos_target.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS)   # sqrt stays off 0: finite gradient
         sin = torch.sqrt((1.0 - cos_target * cos_target).clamp_min(0.0))
         phi = cos_target * self._cos_m - sin * self._sin_m            # cos(theta + m)

@@ -42,6 +42,7 @@ from facerec.recognition.model import ModelSpec, Recognizer, build_recognizer
 from facerec.store.dataset import normalize_batch
 from facerec.store.open_store import open_feature_set
 from facerec.training import distributed
+from facerec.training.collapse import CollapseGuard
 from facerec.training.checkpoint import CHECKPOINT_VERSION, check_resume, rng_state, set_rng_state
 from facerec.training.devices import resolve_amp, use_channels_last
 from facerec.training.distributed import DistInfo
@@ -103,16 +104,19 @@ def train_step(model: Recognizer, optimizer, scheduler, scaler, images: torch.Te
 def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, device: torch.device, *,
                     state: LoopState, cfg: TrainConfig, run: RunFolder | None, amp_dtype: torch.dtype | None,
                     channels_last: bool, total_batches: int, forward: Callable | None = None,
-                    after_step: Callable[[], None] | None = None, inputs: Callable | None = None) -> dict[str, float]:
+                    after_step: Callable[[], None] | None = None, inputs: Callable | None = None,
+                    margin_warmup_steps: int = 0) -> dict[str, float]:
     """One pass over ``loader``; advances ``state`` after every step, then calls ``after_step`` (mid-epoch
     checkpoints). Stops early at ``cfg.max_steps``. ``inputs``: the device path (``TrainData.inputs``),
-    its augmentation seeded by (seed, step), so a resumed run draws what the uninterrupted one drew."""
+    its augmentation seeded by (seed, step), so a resumed run draws what the uninterrupted one drew.
+    The head's margin ramps linearly from 0 to m over the first ``margin_warmup_steps`` steps (a function
+    of the step alone, so a resumed run continues the ramp)."""
     model.train()
     meter = Meter()
 
     def on_log(i: int, summary: dict) -> None:
         if run is not None:
-            run.log(state.step, "train", lr=optimizer.param_groups[0]["lr"], **summary)
+            run.log(state.step, "train", lr=optimizer.param_groups[0]["lr"], margin=model.head.active_m, **summary)
 
     batches = log_every(loader, meter, every=cfg.log_every, total=total_batches,
                         desc=f"epoch {state.epoch + 1}/{cfg.epochs}", on_log=on_log)
@@ -122,6 +126,7 @@ def train_one_epoch(model: Recognizer, optimizer, scheduler, scaler, loader, dev
             distributed.trace_rows(batch["row"])      # DDP tests: which store rows this rank trained on
             gen = None if inputs is None else torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
             images, labels = device_inputs(batch, device, channels_last, inputs, gen)
+            model.head.set_margin_fraction(min(1.0, state.step / margin_warmup_steps) if margin_warmup_steps else 1.0)
             try:
                 loss, correct = train_step(model, optimizer, scheduler, scaler, images, labels, amp_dtype=amp_dtype,
                                            grad_clip=cfg.grad_clip, forward=forward)
@@ -258,6 +263,10 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> TrainResul
         if every and state.step % every == 0 and state.batch_in_epoch < steps_per_epoch:   # epoch ends save anyway
             save()
 
+    margin_warmup_steps = round(cfg.margin_warmup_epochs * steps_per_epoch)
+    guard = CollapseGuard.for_run(data.num_classes, margin_type=cfg.margin_type, s=model.head.s, m=model.head.m,
+                                  margin_warmup_epochs=cfg.margin_warmup_epochs, warmup_epochs=cfg.warmup_epochs)
+    collapse_warned = False
     epoch_metrics: dict = {}
     try:
         while state.epoch < cfg.epochs and not _budget_spent(cfg, state):
@@ -265,7 +274,7 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> TrainResul
             train_metrics = train_one_epoch(
                 model, optimizer, scheduler, scaler, data.train_loader, device, state=state, cfg=cfg, run=run,
                 amp_dtype=amp_dtype, channels_last=channels_last, total_batches=len(data.sampler), forward=forward,
-                after_step=save_every_n_steps, inputs=data.inputs)
+                after_step=save_every_n_steps, inputs=data.inputs, margin_warmup_steps=margin_warmup_steps)
             if state.batch_in_epoch < steps_per_epoch:      # stopped by max_steps inside the epoch
                 save()
                 break
@@ -283,6 +292,15 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device) -> TrainResul
             log.info("epoch %d/%d: %s", state.epoch, cfg.epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in epoch_metrics.items() if isinstance(v, float)))
             save(best=best)
+            evidence = None if collapse_warned else guard.check(state.epoch, train_metrics["loss"],
+                                                                train_metrics["accuracy"])
+            if evidence is not None:
+                collapse_warned = True
+                log.warning(guard.message(evidence))
+                run.log(state.step, "collapse_warning", **evidence)
+                if cfg.stop_on_collapse:
+                    run.close()
+                    raise TrainingError(guard.message(evidence) + "; stopped (--stop-on-collapse)")
     except KeyboardInterrupt:
         save()
         log.warning("interrupted at step %d; checkpoint saved, continue with --resume", state.step)
