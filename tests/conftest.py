@@ -16,13 +16,7 @@ LFW_DIR = Path(os.environ.get("FACEREC_LFW_DIR", REPO.parent / "shared" / "data"
 
 
 def _require_lfw() -> Path:
-    images = LFW_DIR / "lfw-deepfunneled"
-    if images.is_dir():
-        return LFW_DIR
-    msg = f"LFW data not found at {LFW_DIR} (set FACEREC_LFW_DIR)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg + ": under CI the real-face tests must run")
-    pytest.skip(msg)
+    return _require(LFW_DIR / "lfw-deepfunneled", "LFW data", "FACEREC_LFW_DIR").parent
 
 
 @pytest.fixture(scope="session")

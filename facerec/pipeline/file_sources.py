@@ -29,7 +29,7 @@ from typing import Any
 
 from facerec.errors import SourceError
 from facerec.pipeline.sources import (
-    SourceRecord, check_hub_reachable, detect_columns, identity_folder_files, identity_folders, identity_of,
+    SourceRecord, check_hub_reachable, detect_columns, identity_folder_files, identity_of, image_folder_layout,
     read_file, record_of, resolve_parquet_files, sort_identities,
 )
 
@@ -104,11 +104,7 @@ def plan_file_source(source: str, split: str, image_column: str | None, label_co
 
 # ---------------------------------------------------------------------------------------- planning
 def _plan_image_folder(root: Path) -> FilePlan:
-    folders = sorted(identity_folders(root))
-    loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
-    if not folders:
-        raise SourceError(f"{root} is not an ImageFolder: expected one sub-folder per identity holding images, "
-                          f"found {len(loose)} files and no folders (nor Parquet files or a saved dataset)")
+    folders, loose = image_folder_layout(root)
     if loose:
         log.warning("%s: ignoring %d files outside identity folders", root, len(loose))
     names = sort_identities(p.name for p in folders)

@@ -147,13 +147,20 @@ def resolve_parquet_files(base: str, split: str) -> list[str]:
     return [str(f) for f in files[split] if str(f).endswith(".parquet")]
 
 
-def _open_image_folder(root: Path) -> OpenedSource:
-    """``root/<identity>/<image>``: identity = the first-level folder name, files in sorted order."""
+def image_folder_layout(root: Path) -> tuple[list[Path], list[Path]]:
+    """An ImageFolder's identity folders (sorted) and the visible files lying beside them; refuses a
+    folder with no identity folders. Shared by the driver and the Spark ingest paths."""
     folders = sorted(identity_folders(root))
     loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
     if not folders:
         raise SourceError(f"{root} is not an ImageFolder: expected one sub-folder per identity holding images, "
                           f"found {len(loose)} files and no folders (nor Parquet files or a saved dataset)")
+    return folders, loose
+
+
+def _open_image_folder(root: Path) -> OpenedSource:
+    """``root/<identity>/<image>``: identity = the first-level folder name, files in sorted order."""
+    folders, loose = image_folder_layout(root)
     files: dict[str, list[Path]] = {}
     hidden = 0
     for folder in folders:
