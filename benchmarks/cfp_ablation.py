@@ -5,19 +5,21 @@ in CFP (``cfp-dataset/Data/list_name.txt``, spaces -> ``_`` match LFW's folder n
 at most ``--max-per-identity`` images each. The exclusion is checked here (no training identity is a
 CFP identity) and tested in ``tests/test_cfp_ablation.py``. Arms (``benchmarks.ablation.ARMS``): RGB,
 RGB + 6 heatmaps, RGB + heatmaps + mask; same data, steps, model and seeds for every arm, the recipe
-being ``TrainConfig``'s default (ArcFace s=64 m=0.5; ``--margin-warmup-epochs`` to ramp it). Every run
-records its final training loss and accuracy, and the collapse guard's verdict is in its metrics.jsonl.
+being ``TrainConfig``'s default. ``--compare-recipes arcface`` also trains the RGB arm with ArcFace
+(s=64, m=0.5) for every seed: the collapse evidence in the ablation's own setting (not scored on CFP).
+Every run records its final training loss and accuracy and a collapse verdict.
 
-Scoring: CFP-FF and CFP-FP through issue 12's ``eval-pairs`` harness
-(``facerec.recognition.pair_eval.eval_pairs_run``, on main since bb319f4), called by ``score_run_on_cfp``;
-not yet exercised by a run of this script. Where the harness cannot be imported a run is recorded with
-``cfp: null`` and the reason.
+Scoring: all 3,500 CFP-FF and 3,500 CFP-FP pairs through the ``eval-pairs`` harness
+(``facerec.recognition.pair_eval.eval_pairs_run``: profile retries, mirror-summed embeddings, cosine,
+10-fold accuracy with the threshold chosen on 9 folds, AUC, TAR at FAR 1e-2, EER, AUC by |yaw| bin).
+Summary and intervals: ``benchmarks/cfp_ablation_report.py``. Finished runs are reused, so an
+interrupted ablation continues where it stopped.
 
 Budget: ``--time-steps N`` trains N steps of every arm, prints seconds per step and the projected
-wall time of the whole ablation (arms x seeds x epochs x steps/epoch), and writes nothing else.
+wall time of the training (arms x seeds x epochs x steps/epoch), and writes nothing else.
 
-    python benchmarks/cfp_ablation.py --time-steps 5            # measure, project the budget
-    python benchmarks/cfp_ablation.py --seeds 0 1 2             # the ablation (6 epochs, 64 px ResNet-18)
+    python -m benchmarks.cfp_ablation --time-steps 5            # measure, project the budget
+    python -m benchmarks.cfp_ablation --seeds 0 1 2             # the ablation (6 epochs, 64 px ResNet-18)
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ablation import ARMS, last_train_epoch, summarise
+from benchmarks.ablation import ARMS, last_train_epoch
+from benchmarks.cfp_ablation_report import PROTOCOLS, collapse_verdict, markdown, plot, summarise_ablation
+from benchmarks.common import machine_info
 from facerec.evaluation.lfw import build_lfw_store, lfw_images_dir
 
 log = logging.getLogger("cfp_ablation")
@@ -59,40 +63,37 @@ def training_images(images_dir: Path, exclude: set[str], *, min_images: int, max
     return out
 
 
-def score_run_on_cfp(run_dir: Path, cfp_dir: Path, work: Path, device: str) -> dict:
-    """CFP-FF and CFP-FP of one run through issue 12's eval-pairs harness: per protocol accuracy, AUC, TAR at
-    FAR 1e-2 and the per-pair cosine scores (for the paired bootstrap). ImportError: no harness."""
-    from facerec.evaluation.benchmarks import open_benchmark          # issue 12's eval-pairs harness
+RECIPES = {"cosface": {"use_cosface": True}, "arcface": {"use_cosface": False}}
+
+
+def default_recipe() -> str:
+    """The recipe ``TrainConfig`` trains with when no flag says otherwise (what the ablation measures)."""
+    from facerec.recognition.config import TrainConfig
+
+    return "cosface" if TrainConfig.__dataclass_fields__["use_cosface"].default else "arcface"
+
+
+def score_run_on_cfp(run_dir: Path, benches: list, work: Path, device: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """CFP-FF and CFP-FP of one run through the ``eval-pairs`` harness: per protocol the report's figures
+    (10-fold accuracy, AUC, TAR at FAR 1e-2, EER, AUC by |yaw| bin, how images were aligned) and the
+    per-pair cosine scores (for the paired bootstrap)."""
     from facerec.evaluation.lfw import EmbeddingCache, score_lfw_pairs
     from facerec.recognition.pair_eval import eval_pairs_run
 
-    benches = [open_benchmark(name, cfp_dir=cfp_dir) for name in ("cfp-ff", "cfp-fp")]
     out = run_dir / "pairs"
     reports = eval_pairs_run(benches, run_dir, out, work=work, device=device)
-    result = {}
+    result, scores = {}, {}
     for bench in benches:
         report = reports[bench.name]
         cache = EmbeddingCache(out / f"embeddings-{bench.dataset}-{run_dir.name}-last-step{report['step']}.npz")
-        result[bench.name] = {"accuracy": report["ten_fold"]["mean"], "auc": report["verification"]["auc"],
-                              "tar_at_far_1e-2": report["verification"].get("tar_at_far", {}).get("0.01"),
-                              "scores": score_lfw_pairs(bench.pairs, cache.vectors, "cosine").tolist(),
-                              "same": [bool(p.same) for p in bench.pairs]}
-    return result
-
-
-def bootstrap_over_seeds(values: dict[str, list[float]], baseline: str, *, draws: int = 2000, seed: int = 0) -> dict:
-    """95% percentile interval of (arm mean - baseline mean), resampling the seeds paired (seed i of each arm)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    base = np.asarray(values[baseline])
-    for arm, vals in values.items():
-        if arm == baseline or len(vals) != len(base) or not len(base):
-            continue
-        diff = np.asarray(vals) - base
-        means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(draws)]
-        low, high = np.percentile(means, [2.5, 97.5])
-        out[arm] = {"delta": round(float(diff.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4)}
-    return out
+        scores[bench.name] = score_lfw_pairs(bench.pairs, cache.vectors, "cosine")
+        ver = report["verification"]
+        result[bench.name] = {
+            "accuracy": report["ten_fold"]["mean"], "accuracy_std_over_folds": report["ten_fold"]["std"],
+            "auc": ver["auc"], "tar_at_far_1e-2": ver.get("tar_at_far", {}).get("0.01"), "eer": report["eer"],
+            "yaw_bins": {b: {"auc": e["auc"], "pairs": e["num_pairs"]} for b, e in report["yaw_bins"]["bins"].items()},
+            "alignment": report["alignment"]["images"]}
+    return result, scores
 
 
 def time_steps(args: argparse.Namespace, store: str, num_images: int) -> dict:
@@ -101,7 +102,7 @@ def time_steps(args: argparse.Namespace, store: str, num_images: int) -> dict:
     from facerec.recognition.train import main as train_main
 
     per_arm = {}
-    for arm in ARMS:
+    for arm in args.arms:
         times = []
         for steps in (1, 1 + args.time_steps):
             cfg = _config(args, store, Path(args.work) / "timing" / f"{arm}-{steps}-{time.time():.0f}", arm, 0)
@@ -115,67 +116,86 @@ def time_steps(args: argparse.Namespace, store: str, num_images: int) -> dict:
             "load": Path("/proc/loadavg").read_text().strip()}
 
 
-def _config(args: argparse.Namespace, store: str, out: Path, arm: str, seed: int) -> dict:
+def _config(args: argparse.Namespace, store: str, out: Path, arm: str, seed: int, recipe: str | None = None) -> dict:
+    recipe_fields = RECIPES[recipe] if recipe else {}
     return dict(store=store, out=str(out), img_size=args.img_size, backbone=args.backbone, stem=args.stem,
                 embedding_size=args.embedding_size, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
                 holdout_identity_frac=0.0, holdout_image_frac=0.0, evaluate_after=False, num_workers=0,
-                margin_warmup_epochs=args.margin_warmup_epochs, device=args.device, log_every=10, **ARMS[arm])
+                margin_warmup_epochs=args.margin_warmup_epochs, device=args.device, log_every=10,
+                **ARMS[arm], **recipe_fields)
 
 
-def run(args: argparse.Namespace) -> dict:
+def train_one(args: argparse.Namespace, store: str, arm: str, seed: int, recipe: str) -> tuple[Path, dict]:
+    """Train one run, or reuse it when its last checkpoint finished every epoch; returns (run dir, record)."""
     from facerec.recognition.config import TrainConfig
     from facerec.recognition.train import main as train_main
 
+    out = Path(args.work) / "runs" / f"{recipe}-{arm}-seed{seed}-{args.backbone}-{args.img_size}-e{args.epochs}"
+    t0, load = time.perf_counter(), Path("/proc/loadavg").read_text().strip()
+    done = (out / "metrics.jsonl").is_file() and last_train_epoch(out)["epoch"] == args.epochs
+    if not done:
+        train_main(TrainConfig(**_config(args, store, out, arm, seed, recipe)))
+    final = last_train_epoch(out)
+    steps = sum(1 for line in (out / "metrics.jsonl").read_text().splitlines() if '"collapse_warning"' in line)
+    return out, {"recipe": recipe, "arm": arm, "seed": seed, "steps": final["epoch"] * args.steps_per_epoch,
+                 "train_loss": final["loss"], "train_accuracy": final["accuracy"], "guard_warnings": steps,
+                 "train_seconds": None if done else round(time.perf_counter() - t0, 1), "load_at_start": load}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from facerec.evaluation.benchmarks import open_benchmark
+    from facerec.evaluation.lfw import pair_yaws
+    from facerec.evaluation.verification import yaw_bin_of
+
+    t_start = time.perf_counter()
     images = lfw_images_dir(Path(args.lfw_dir))
     excluded = cfp_people(Path(args.cfp_dir))
     train_rel = training_images(images, excluded, min_images=args.min_images, max_per_identity=args.max_per_identity)
     people = {r.split("/", 1)[0] for r in train_rel}
+    args.steps_per_epoch = len(train_rel) // args.batch_size
     log.info("training on %d images of %d LFW people (CFP's %d people excluded)", len(train_rel), len(people),
              len(excluded))
     fset, _ = build_lfw_store(images, train_rel, Path(args.work) / "train", extractor=args.extractor,
                               img_size=args.img_size)
     if args.time_steps:
         return {"timing": time_steps(args, str(fset.location), len(train_rel)), "settings": _settings(args)}
-    runs = []
-    for seed in args.seeds:                      # seed-major: every arm sees the same machine load
-        for arm in ARMS:
-            out = Path(args.work) / "runs" / f"{arm}-seed{seed}-{args.backbone}-{args.img_size}-e{args.epochs}"
-            t0, load = time.perf_counter(), Path("/proc/loadavg").read_text().strip()
-            result = train_main(TrainConfig(**_config(args, str(fset.location), out, arm, seed)))
-            final = last_train_epoch(out)
-            entry = {"arm": arm, "seed": seed, "steps": result.steps, "train_loss": final["loss"],
-                     "train_accuracy": final["accuracy"], "train_seconds": round(time.perf_counter() - t0, 1),
-                     "load": load}
-            try:
-                entry["cfp"] = score_run_on_cfp(out, Path(args.cfp_dir), Path(args.work) / "cfp", args.device)
-            except ImportError as exc:
-                entry["cfp"], entry["cfp_unscored"] = None, f"eval-pairs harness (issue 12) not available: {exc}"
-            runs.append(entry)
-    return {"settings": _settings(args), "data": {"train_images": len(train_rel), "train_people": len(people),
-                                                  "excluded_cfp_people": len(excluded)},
-            "runs": [{k: v for k, v in r.items() if k != "cfp"} | {"cfp": _without_scores(r["cfp"])} for r in runs],
-            "summary": _summary(runs)}
-
-
-def _without_scores(cfp: dict | None) -> dict | None:
-    return None if cfp is None else {p: {k: v for k, v in m.items() if k not in ("scores", "same")}
-                                     for p, m in cfp.items()}
-
-
-def _summary(runs: list[dict]) -> dict:
-    """Per arm mean/spread of train accuracy and each CFP metric; paired bootstrap vs rgb over seeds."""
-    out: dict = {"per_arm": {}, "delta_vs_rgb_over_seeds": {}}
-    for arm in ARMS:
-        mine = [r for r in runs if r["arm"] == arm]
-        out["per_arm"][arm] = {"train_accuracy": summarise([r["train_accuracy"] for r in mine])}
-        for proto in ("cfp-ff", "cfp-fp"):
-            for metric in ("accuracy", "auc"):
-                out["per_arm"][arm][f"{proto}_{metric}"] = summarise(
-                    [r["cfp"][proto][metric] if r.get("cfp") else None for r in mine])
-    for proto in ("cfp-ff", "cfp-fp"):
-        values = {arm: [r["cfp"][proto]["auc"] for r in runs if r["arm"] == arm and r.get("cfp")] for arm in ARMS}
-        out["delta_vs_rgb_over_seeds"][f"{proto}_auc"] = bootstrap_over_seeds(values, "rgb")
-    return out
+    recipe = default_recipe()
+    benches = [open_benchmark(name, cfp_dir=Path(args.cfp_dir)) for name in PROTOCOLS]
+    work_cfp = Path(args.work) / "cfp"
+    runs, comparison, scores = [], [], {p: {} for p in PROTOCOLS}
+    plan = [(seed, arm, recipe) for seed in args.seeds for arm in args.arms]      # seed-major: arms share the load
+    plan += [(seed, "rgb", other) for other in args.compare_recipes if other != recipe for seed in args.seeds]
+    for i, (seed, arm, rec) in enumerate(plan, 1):
+        log.info("run %d/%d: %s %s seed %d", i, len(plan), rec, arm, seed)
+        out, entry = train_one(args, str(fset.location), arm, seed, rec)
+        entry["collapse"] = collapse_verdict({"loss": entry["train_loss"], "accuracy": entry["train_accuracy"]},
+                                             len(people), recipe=rec)
+        if rec != recipe:
+            comparison.append(entry)
+            continue
+        entry["cfp"], run_scores = score_run_on_cfp(out, benches, work_cfp, args.device)
+        entry["ff_minus_fp_accuracy"] = entry["cfp"]["cfp-ff"]["accuracy"] - entry["cfp"]["cfp-fp"]["accuracy"]
+        for proto, s in run_scores.items():
+            scores[proto].setdefault(arm, []).append(s)
+        runs.append(entry)
+        log.info("%s seed %d: CFP-FF %.4f, CFP-FP %.4f, train accuracy %.4f", arm, seed,
+                 entry["cfp"]["cfp-ff"]["accuracy"], entry["cfp"]["cfp-fp"]["accuracy"], entry["train_accuracy"])
+    pairs_info = {}
+    for bench in benches:
+        keys = bench.keys
+        cfp_fset, row_of = build_lfw_store(bench.images_dir, keys, work_cfp, extractor=args.extractor,
+                                           img_size=args.img_size)
+        pairs_info[bench.name] = {"same": np.array([p.same for p in bench.pairs]),
+                                  "bin_of": yaw_bin_of(*pair_yaws(bench.pairs, cfp_fset, row_of))}
+    bins_fp = pairs_info["cfp-fp"]["bin_of"]
+    return {"what": "input-channel ablation on CFP (issue 13); train on LFW people who are not CFP people",
+            "recipe": recipe, "settings": _settings(args), "steps_per_epoch": args.steps_per_epoch,
+            "data": {"train_images": len(train_rel), "train_people": len(people), "excluded_cfp_people": len(excluded),
+                     "train_valid": int(fset.valid.sum())},
+            "fp_pairs_per_yaw_bin": {b: int(np.sum(bins_fp == b)) for b in dict.fromkeys(bins_fp.tolist()) if b},
+            "machine": machine_info(), "wall_hours": round((time.perf_counter() - t_start) / 3600, 3),
+            "runs": runs, "comparison_runs": comparison,
+            "summary": summarise_ablation(runs, scores, pairs_info, baseline="rgb", draws=args.bootstrap)}
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -192,12 +212,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--stem", default="imagenet")
     p.add_argument("--embedding-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=6, help="6 x 78 steps fits 2.5 h on 2 cores (docs/training.md)")
+    p.add_argument("--epochs", type=int, default=6, help="6 x 78 steps: about 0.9 s a step on 2 quiet cores")
     p.add_argument("--margin-warmup-epochs", type=float, default=0.0, help="margin 0 -> m over these epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--min-images", type=int, default=2)
     p.add_argument("--max-per-identity", type=int, default=6)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--compare-recipes", nargs="*", default=["arcface"], choices=list(RECIPES),
+                   help="also train the RGB arm with these recipes for every seed (collapse evidence, not scored)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws for the intervals")
     p.add_argument("--time-steps", type=int, default=0, help="only time N steps per arm and project the budget")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=RESULTS / "cfp_ablation.json")
@@ -211,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out.with_name("cfp_ablation_timing.json") if args.time_steps else args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    if not args.time_steps:
+        out.with_suffix(".md").write_text(markdown(result))
+        plot(result, out.with_suffix(".png"))
     sys.stdout.write(json.dumps(result.get("timing") or result["summary"], indent=2) + "\n")
 
 

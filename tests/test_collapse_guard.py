@@ -112,6 +112,44 @@ def test_guard_warns_records_and_stops_inside_training(crops_store: str, tmp_pat
         collapse_plateau(8, margin_type="arcface", s=64.0, m=0.5), abs=1e-3)
 
 
+class _InputBlind(torch.nn.Module):
+    """A backbone that ignores its input: one learned embedding for every face."""
+
+    def __init__(self, embedding_size: int) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Parameter(torch.randn(embedding_size))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embedding.expand(images.shape[0], -1)
+
+
+def test_guard_fires_on_a_run_built_to_collapse(crops_store: str, tmp_path: Path, monkeypatch) -> None:
+    """A real ArcFace run (s=64, m=0.5, the guard's real thresholds) started in the basin: a backbone that
+    cannot see the faces and every class centre opposite its one embedding. Training cannot leave it (the
+    loss stays on the plateau the docs derive, accuracy at chance) and the guard stops the run at the first
+    judged epoch."""
+    real_build = tr.build_recognizer
+
+    def in_the_basin(spec):
+        model = real_build(spec)
+        model.backbone = _InputBlind(spec.embedding_size)
+        with torch.no_grad():
+            opposite = -model.backbone.embedding.expand_as(model.head.weight)
+            model.head.weight.copy_(opposite + 0.01 * torch.randn_like(model.head.weight))
+        return model
+
+    monkeypatch.setattr(tr, "build_recognizer", in_the_basin)
+    cfg = _config(crops_store, tmp_path / "run", use_cosface=False, scale=64.0, margin=0.5, epochs=4,
+                  stop_on_collapse=True)
+    with pytest.raises(TrainingError, match="collapsed at epoch 1"):
+        tr.main(cfg)
+    records = _records(tmp_path / "run")
+    warning = [r for r in records if r["phase"] == "collapse_warning"][0]
+    plateau = collapse_plateau(8, margin_type="arcface", s=64.0, m=0.5)
+    assert warning["loss"] == pytest.approx(plateau, rel=0.01) and warning["accuracy"] <= 0.25
+    assert all(r["loss"] == pytest.approx(plateau, rel=0.01) for r in records if r["phase"] == "train")
+
+
 @pytest.mark.slow
 def test_the_default_recipe_learns_and_does_not_collapse_on_real_faces(lfw_dir: Path, tmp_path: Path) -> None:
     """The default recipe on 64 real LFW crops of 16 people: the guard stays quiet and training accuracy
@@ -120,7 +158,8 @@ def test_the_default_recipe_learns_and_does_not_collapse_on_real_faces(lfw_dir: 
 
     store, _ = build_feature_set(tmp_path / "store", lfw_dir, num_identities=16, per_identity=4, size=SIZE,
                                  chunk_rows=8, shard_size=64, invalid_rows=())
-    defaults = {f: TrainConfig.__dataclass_fields__[f].default for f in ("margin_warmup_epochs", "use_cosface")}
+    defaults = {f: TrainConfig.__dataclass_fields__[f].default
+                for f in ("margin_warmup_epochs", "use_cosface", "scale", "margin")}
     cfg = _config(str(store), tmp_path / "run", stem="face", epochs=8, warmup_epochs=0.5, **defaults)
     result = tr.main(cfg)
     records = _records(tmp_path / "run")

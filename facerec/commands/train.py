@@ -38,9 +38,9 @@ def register(app: typer.Typer) -> None:
             "--extractor", help="Feature set's landmark extractor (mediapipe, dlib, template); default the store's only one.")] = _default("extractor"),
         use_heatmaps: Annotated[TrueFalse, _bool_option("--use-heatmaps", "Add the 6 landmark heatmap channels.")] = TrueFalse(str(_default("use_heatmaps")).lower()),
         add_mask_channel: Annotated[TrueFalse, _bool_option("--add-mask-channel", "Add the face-hull mask channel.")] = TrueFalse(str(_default("add_mask_channel")).lower()),
-        use_cosface: Annotated[TrueFalse, _bool_option("--use-cosface", "CosFace margin instead of ArcFace.")] = TrueFalse(str(_default("use_cosface")).lower()),
+        use_cosface: Annotated[TrueFalse, _bool_option("--use-cosface", "CosFace (s=30, m=0.35; the default) or ArcFace (false: s=64, m=0.5).")] = TrueFalse(str(_default("use_cosface")).lower()),
         margin: Annotated[Optional[float], typer.Option("--margin", help="Margin m; default 0.5 (ArcFace) or 0.35 (CosFace).")] = _default("margin"),
-        scale: Annotated[Optional[float], typer.Option("--scale", help="Logit scale s; default 64.")] = _default("scale"),
+        scale: Annotated[Optional[float], typer.Option("--scale", help="Logit scale s; default 30 (CosFace) / 64 (ArcFace).")] = _default("scale"),
         margin_warmup_epochs: Annotated[float, typer.Option(
             "--margin-warmup-epochs", help="Ramp the margin from 0 to m over these epochs (0: full margin from the first "
                                            "step). Optional: it did not prevent the small-data collapse in our runs.")] = _default("margin_warmup_epochs"),

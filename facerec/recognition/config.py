@@ -29,14 +29,15 @@ class TrainConfig:
     img_size: int = 112
     use_heatmaps: bool = True
     add_mask_channel: bool = False
-    use_cosface: bool = False
+    use_cosface: bool = True            # CosFace s=30 m=0.35: no collapse basin on small data (docs/training.md);
+                                        # ArcFace s=64 m=0.5: --use-cosface false
     group_all_landmarks: bool = False
     backbone: str = "resnet50"
     stem: str = "face"
     embedding_size: int = 512
     dropout: float = 0.0
     margin: float | None = None         # None: 0.5 (ArcFace) / 0.35 (CosFace)
-    scale: float | None = None          # None: 64
+    scale: float | None = None          # None: 30 (CosFace) / 64 (ArcFace)
     margin_warmup_epochs: float = 0.0   # margin ramps 0 -> m over these epochs (0: full margin from step 0);
                                         # not the default: it did not prevent the collapse (docs/training.md)
     stop_on_collapse: bool = False      # stop (TrainingError) when the collapse guard fires, not only warn

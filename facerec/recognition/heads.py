@@ -30,6 +30,11 @@ from facerec.errors import ConfigError, choice_error
 
 MARGIN_TYPES = ("arcface", "cosface")
 DEFAULT_MARGIN = {"arcface": 0.5, "cosface": 0.35}
+# CosFace at s=30 is AM-Softmax's setting for CASIA-WebFace-sized data (Wang et al. 2018); ArcFace keeps
+# insightface's s=64. s=30 already allows a target posterior of 0.99 for 10^10 classes (the bound
+# s >= log((C-1) p / (1-p)) of Ranjan et al. 2017), so a larger s buys nothing on small data but logits
+# that saturate the softmax. Why CosFace is the default: docs/training.md, Optimisation.
+DEFAULT_SCALE = {"arcface": 64.0, "cosface": 30.0}
 COS_EPS = 1e-6     # cosines are clamped to [-1 + eps, 1 - eps]: sin and gradients stay finite
 
 
@@ -40,13 +45,14 @@ class MarginHead(nn.Module):
     """
 
     def __init__(self, embedding_size: int, num_classes: int, *, margin_type: str = "arcface",
-                 s: float = 64.0, m: float | None = None) -> None:
+                 s: float | None = None, m: float | None = None) -> None:
         super().__init__()
         if margin_type not in MARGIN_TYPES:
             raise choice_error("margin type", margin_type, MARGIN_TYPES)
         if num_classes < 2:
             raise ConfigError(f"MarginHead: need at least 2 classes to train, found {num_classes}")
         m = DEFAULT_MARGIN[margin_type] if m is None else float(m)
+        s = DEFAULT_SCALE[margin_type] if s is None else float(s)
         if not 0.0 <= m < (math.pi / 2 if margin_type == "arcface" else 1.0):
             raise ConfigError(f"MarginHead: {margin_type} margin {m} out of range")
         if s <= 0:
@@ -101,5 +107,6 @@ class MarginHead(nn.Module):
 
 def create_head(embedding_size: int, num_classes: int, *, margin_type: str = "arcface",
                 s: float | None = None, m: float | None = None) -> MarginHead:
-    """Build a head; ``None`` values keep the defaults (s = 64, m from ``DEFAULT_MARGIN``)."""
-    return MarginHead(embedding_size, num_classes, margin_type=margin_type, s=64.0 if s is None else s, m=m)
+    """Build a head; ``None`` values keep the defaults (``DEFAULT_SCALE``, ``DEFAULT_MARGIN``)."""
+    return MarginHead(embedding_size, num_classes, margin_type=margin_type,
+                      s=DEFAULT_SCALE[margin_type] if s is None else s, m=m)

@@ -65,4 +65,5 @@ class CollapseGuard:
                 f"all-embeddings-opposite plateau {evidence['plateau']:.2f} and training accuracy "
                 f"{100 * evidence['accuracy']:.2f}% is near chance "
                 f"({100 * evidence['chance']:.2f}%). This run is not learning identities; restart with another "
-                "--seed, more images per person, --use-cosface true or a lower --lr (docs/training.md, Optimisation)")
+                "--seed, more images per person, the default CosFace head (--use-cosface true) or a lower --lr "
+                "(docs/training.md, Optimisation)")
