@@ -106,8 +106,10 @@ def main() -> None:
     yaws = list(range(0, 91, args.step))
     out = {"source": f"{len(faces)} near-frontal LFW faces re-rendered at yaw 0..90 step {args.step} "
                      f"(tools/make_pose_calibration.py {' '.join(sys.argv[1:])})",
-           "note": "gain: least-squares slope of true on measured yaw up to fit_max_yaw; renders past about 50 "
-                   "degrees lack the ears and hair a head shows, so only the table reports them"}
+           "note": "knots: [median measured, true] yaw up to fit_max_yaw, the response face_pose inverts; gain: "
+                   "least-squares slope of true on measured yaw up to fit_max_yaw, the inverse's slope past the "
+                   "last knot; renders past about 50 degrees lack the ears and hair a head shows, so only the "
+                   "table (by_true_yaw) reports them"}
     for name, n in (("mediapipe", len(faces)), ("dlib", args.dlib_faces)):
         if n:
             out[name] = summary(response(name, faces[:n], yaws), args.fit_max)
