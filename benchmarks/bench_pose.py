@@ -7,13 +7,16 @@ Per extractor, on every image of each set, the extractor of this branch runs onc
 - "before" is the path main had: the first detection pass only (MediaPipe's own graph; dlib's HOG) and
   the six-point ``solvePnP`` pose; it is read off the same run, because the first pass is unchanged and
   the retries run only where it found nothing (``FaceLandmarks.detector`` says which path found a face);
+- "rigid" is every found face (retries included) with the rigid fit alone (``raw_face_pose``: MediaPipe's
+  3-D mesh fit, dlib's six-point fit), the pose main recorded before the yaw gain;
 - "after" adds the retries (MediaPipe's crop retries, dlib's CNN) and the pipeline's pose
-  (``estimate_face_pose``: MediaPipe's 3-D mesh fit; dlib's six-point fit, unchanged).
+  (``estimate_face_pose``: the rigid fit with the yaw gain measured on rendered LFW faces).
 Sets: CFP frontal and profile photos (every ``--*-step``-th, in sorted order), ``--lfw-images`` LFW
 images (first image of identities spread evenly), and ``--crops`` 112 px crops made from further LFW
 images by the pipeline's own alignment (MediaPipe points -> 5-point ArcFace template), the kind of
 image an insightface ``.bin`` holds, plus the real ``small_lfw.bin``'s 20 crops.
-Writes ``benchmarks/results/pose_<extractor>.json``: found counts by detector, |yaw| percentiles and
+Writes ``benchmarks/results/pose_<extractor>.json``: found counts by detector, |yaw| percentiles
+(before, rigid, after) and
 bin counts (0-15, ..., 60-75, 75+), seconds per image of each pass, and the machine with its load.
 """
 
@@ -29,7 +32,7 @@ import numpy as np
 
 from benchmarks.common import machine_info, print_table, write_result
 from facerec.geometry.landmark_sets import landmark_set
-from facerec.geometry.face_pose import estimate_face_pose
+from facerec.geometry.face_pose import estimate_face_pose, raw_face_pose
 from facerec.geometry.pose import estimate_head_pose
 from facerec.geometry.yaw_bins import YAW_BIN_EDGES, bin_name
 from facerec.pipeline.decode import decode_rgb
@@ -79,7 +82,7 @@ def yaw_summary(yaws: list[float]) -> dict:
 def run_set(name: str, images, extractor) -> dict:
     """One set through one extractor: counts, |yaw| before/after, seconds per pass."""
     lset = landmark_set(extractor.name)
-    found, yaw_before, yaw_after = Counter(), [], []
+    found, yaw_before, yaw_rigid, yaw_after = Counter(), [], [], []
     seconds = Counter()
     for item in images:
         rgb = decode_rgb(item.read_bytes()) if isinstance(item, Path) else item
@@ -93,6 +96,7 @@ def run_set(name: str, images, extractor) -> dict:
         if face is None:
             continue
         yaw_after.append(estimate_face_pose(face.points, lset, w, h, face.depth)[0])
+        yaw_rigid.append(raw_face_pose(face.points, lset, w, h, face.depth)[0])
         if face.detector == PRIMARY[extractor.name]:
             yaw_before.append(estimate_head_pose(face.points, lset, w, h)[0])
     n = len(images)
@@ -102,7 +106,8 @@ def run_set(name: str, images, extractor) -> dict:
         "set": name, "images": n, "found_by": dict(found),
         "found_before": primary, "found_after": n - found["none"],
         "rate_before": round(primary / n, 4) if n else None, "rate_after": round((n - found["none"]) / n, 4) if n else None,
-        "abs_yaw_before": yaw_summary(yaw_before), "abs_yaw_after": yaw_summary(yaw_after),
+        "abs_yaw_before": yaw_summary(yaw_before),
+        "abs_yaw_rigid": yaw_summary(yaw_rigid), "abs_yaw_after": yaw_summary(yaw_after),
         "s_per_image_first_pass_found": round(seconds["primary"] / primary, 4) if primary else None,
         "s_per_image_retried": round(seconds["retried"] / n_retried, 4) if n_retried else None,
     }
@@ -144,7 +149,7 @@ def main() -> None:
         write_result(f"pose_{name}", result)
         print_table(f"{name}: detection and |yaw| (before -> after)", [
             {"set": r["set"], "images": r["images"], "found before": r["found_before"], "found after": r["found_after"],
-             "|yaw| median before": r["abs_yaw_before"].get("median"),
+             "|yaw| median before": r["abs_yaw_before"].get("median"), "rigid": r["abs_yaw_rigid"].get("median"),
              "|yaw| median after": r["abs_yaw_after"].get("median"), "p90 after": r["abs_yaw_after"].get("p90")}
             for r in rows])
 

@@ -117,17 +117,17 @@ def test_inspect_counts_rejects_sizes_and_pose(hand_store: Path) -> None:
     assert pose.quantiles["yaw"]["q00"] == -50.0 and pose.quantiles["yaw"]["q100"] == 95.0
     assert pose.quantiles["pitch"]["q50"] == pytest.approx(3.5)
     # |yaw| = 50, 20, 3, 10, 35, 95
-    assert pose.abs_yaw_hist == [("0-15", 2), ("15-30", 1), ("30-45", 1), ("45-60", 1), ("60-90", 0), ("90+", 1)]
+    assert pose.abs_yaw_hist == [("0-15", 2), ("15-30", 1), ("30-45", 1), ("45-60", 1), ("60-75", 0), ("75+", 1)]
     by_url = inspect_store(f"file://{hand_store}")          # fsspec URLs read the same store
     assert [(x.stage, x.rows, x.ok, x.rejected, x.bytes) for x in by_url.stages] == \
         [(x.stage, x.rows, x.ok, x.rejected, x.bytes) for x in s.stages]
 
 
 def test_yaw_histogram_bins_and_text_bars() -> None:
-    hist = abs_yaw_histogram(np.array([0.0, 14.99, 15.0, -89.0, 90.0, np.nan]))
-    assert hist == [("0-15", 2), ("15-30", 1), ("30-45", 0), ("45-60", 0), ("60-90", 1), ("90+", 1)]
+    hist = abs_yaw_histogram(np.array([0.0, 14.99, -3.0, 15.0, -74.9, 75.0, -90.0, np.nan]))
+    assert hist == [("0-15", 3), ("15-30", 1), ("30-45", 0), ("45-60", 0), ("60-75", 1), ("75+", 2)]
     bars = text_histogram(hist, width=10)
-    assert bars[0] == " 0-15 | ########## 2"
+    assert bars[0] == " 0-15 | ########## 3"
     assert bars[2].endswith("| " + " " * 10 + " 0")
 
 
@@ -143,7 +143,7 @@ def test_inspect_cli_json_and_table(hand_store: Path) -> None:
         ("samples", "samples"), ("landmarks", "template"), ("features", "template-16")]
     res = runner.invoke(app, ["inspect", "--store", str(hand_store)], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
-    for text in ("landmarks/template", "corrupt 1", "no_face 1", "template-16", "|yaw| histogram", "90+ |"):
+    for text in ("landmarks/template", "corrupt 1", "no_face 1", "template-16", "|yaw| histogram", "75+ |"):
         assert text in res.output
 
 

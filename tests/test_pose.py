@@ -122,13 +122,17 @@ def test_yaw_follows_the_face_in_the_image(lfw_dir, name):
 
 @pytest.mark.slow
 def test_extractors_agree_on_yaw(lfw_dir):
-    """MediaPipe's 3-D mesh fit and dlib's six-point fit rank the faces alike and agree on the side.
+    """MediaPipe's and dlib's recorded yaw rank the faces alike, agree on the side, and on the scale.
 
-    They differ in scale: on these LFW faces the mesh fit reads about 0.67 x the six-point yaw at
-    moderate angles (the two 3-D face models differ in depth), so only the order and sign are tested.
+    Their rigid fits differ in scale (MediaPipe's mesh fit reads about 0.67 x the truth, dlib's six-point
+    fit about 1.5 x at small angles); each is calibrated separately on rendered faces
+    (``face_pose``), after which they agree, a check the calibration did not fit.
     """
     mp, dl = _poses(lfw_dir, "mediapipe")[:, 0], _poses(lfw_dir, "dlib")[:, 0]
     ok = np.isfinite(mp) & np.isfinite(dl)
     assert ok.sum() >= 0.95 * NUM_IMAGES and np.corrcoef(mp[ok], dl[ok])[0, 1] > 0.9
     turned = ok & (np.abs(mp) > 5) & (np.abs(dl) > 5)
     assert turned.sum() >= 10 and (np.sign(mp[turned]) == np.sign(dl[turned])).all()
+    ratio = np.median(np.abs(mp[turned]) / np.abs(dl[turned]))
+    print(f"median |yaw| ratio mediapipe/dlib {ratio:.2f}, median |difference| {np.median(np.abs(mp[ok] - dl[ok])):.1f}")
+    assert 0.75 < ratio < 1.33 and np.median(np.abs(mp[ok] - dl[ok])) < 6.0

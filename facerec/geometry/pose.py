@@ -17,7 +17,9 @@ The rotation is then read in viewer axes (x image-right, y up, z towards the vie
 A horizontal mirror of the image negates yaw and roll and keeps pitch. Angles lie in (-180, 180].
 
 The pipeline calls ``facerec.geometry.face_pose.estimate_face_pose``, which uses this six-point fit for
-dlib and the 3-D mesh fit of ``facerec.geometry.pose3d`` for MediaPipe.
+dlib and the 3-D mesh fit of ``facerec.geometry.pose3d`` for MediaPipe, then calibrates the yaw
+against faces rendered at known yaw (this fit over-reads dlib's small turns: the generic model is
+shallower than a face).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ a frontal face reads about 0 in both fits, and a mirrored mesh reads the negated
 dlib's 68 points have no depth and keep the six-point ``solvePnP``: on CFP profiles its predictor,
 seeded by the CNN detector's box, returns near-frontal shapes (|yaw| median 14 degrees with six points,
 10 with a 51-point fit to this reference), so no pose fit on its points can place them.
+
+This fit still reads profiles at 50-60 degrees: the mesh itself turns only about 0.67 as far as the
+head. ``facerec.geometry.face_pose`` calibrates the yaw for that; this module stays the rigid fit.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facerec.errors import StoreError
+from facerec.geometry.yaw_bins import YAW_BIN_EDGES, bin_name
 from facerec.schemas import tables
 from facerec.store.feature_arrays import open_feature_group
 from facerec.store.fs import Location, TMP_PREFIX, read_parquet_checked
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# |yaw| histogram bins in degrees; the last bin is open.
-YAW_BIN_EDGES = (0.0, 15.0, 30.0, 45.0, 60.0, 90.0)
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 ANGLES = ("yaw", "pitch", "roll")
 
@@ -57,7 +56,7 @@ class PoseSummary:
     extractor: str
     faces: int                                      # rows with a finite yaw
     quantiles: dict[str, dict[str, float]]          # angle -> {"q50": value, ...}
-    abs_yaw_hist: list[tuple[str, int]]             # ("0-15", n), ..., ("90+", n)
+    abs_yaw_hist: list[tuple[str, int]]             # ("0-15", n), ..., ("75+", n)
 
 
 @dataclass
@@ -147,15 +146,11 @@ def _stage_info(stage: str, name: str, folder: Location, table: "pa.Table", extr
 
 # pose ------------------------------------------------------------------------------------------------
 def abs_yaw_histogram(yaw: np.ndarray) -> list[tuple[str, int]]:
-    """Counts of |yaw| (degrees) in the bins of YAW_BIN_EDGES, the last one open ("90+")."""
+    """Counts of |yaw| (degrees) in the bins every metric uses (``facerec.geometry.yaw_bins``: 0-15, ...,
+    60-75, 75+)."""
     a = np.abs(np.asarray(yaw, dtype=np.float64))
     a = a[np.isfinite(a)]
-    edges = list(YAW_BIN_EDGES) + [np.inf]
-    out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        label = f"{lo:g}+" if not np.isfinite(hi) else f"{lo:g}-{hi:g}"
-        out.append((label, int(((a >= lo) & (a < hi)).sum())))
-    return out
+    return [(bin_name(lo, hi), int(((a >= lo) & (a < hi)).sum())) for lo, hi in YAW_BIN_EDGES]
 
 
 def pose_summary(extractor: str, table: "pa.Table") -> PoseSummary | None:
