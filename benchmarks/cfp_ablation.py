@@ -19,7 +19,7 @@ Budget: ``--time-steps N`` trains N steps of every arm, prints seconds per step 
 wall time of the training (arms x seeds x epochs x steps/epoch), and writes nothing else.
 
     python -m benchmarks.cfp_ablation --time-steps 5            # measure, project the budget
-    python -m benchmarks.cfp_ablation --seeds 0 1 2             # the ablation (8 epochs, 32 px ResNet-18)
+    python -m benchmarks.cfp_ablation --seeds 0 1 2             # the ablation (6 epochs, 32 px ResNet-18)
 """
 
 from __future__ import annotations
@@ -142,6 +142,12 @@ def train_one(args: argparse.Namespace, store: str, arm: str, seed: int, recipe:
                  "train_seconds": None if done else round(time.perf_counter() - t0, 1), "load_at_start": load}
 
 
+def _plan(args: argparse.Namespace, recipe: str) -> list[tuple[int, str, str]]:
+    """(seed, arm, recipe) of every run: seed-major, so the arms of a seed share the machine's load."""
+    plan = [(seed, arm, recipe) for seed in args.seeds for arm in args.arms]
+    return plan + [(seed, "rgb", other) for other in args.compare_recipes if other != recipe for seed in args.seeds]
+
+
 def run(args: argparse.Namespace) -> dict:
     from facerec.evaluation.benchmarks import open_benchmark
     from facerec.evaluation.lfw import pair_yaws
@@ -160,11 +166,13 @@ def run(args: argparse.Namespace) -> dict:
     if args.time_steps:
         return {"timing": time_steps(args, str(fset.location), len(train_rel)), "settings": _settings(args)}
     recipe = default_recipe()
+    if args.train_only:                          # parallel training processes; a final call scores them all
+        done = [train_one(args, str(fset.location), arm, seed, rec)[1] for seed, arm, rec in _plan(args, recipe)]
+        return {"trained": done, "settings": _settings(args)}
     benches = [open_benchmark(name, cfp_dir=Path(args.cfp_dir)) for name in PROTOCOLS]
     work_cfp = Path(args.work) / "cfp"
     runs, comparison, scores = [], [], {p: {} for p in PROTOCOLS}
-    plan = [(seed, arm, recipe) for seed in args.seeds for arm in args.arms]      # seed-major: arms share the load
-    plan += [(seed, "rgb", other) for other in args.compare_recipes if other != recipe for seed in args.seeds]
+    plan = _plan(args, recipe)
     for i, (seed, arm, rec) in enumerate(plan, 1):
         log.info("run %d/%d: %s %s seed %d", i, len(plan), rec, arm, seed)
         out, entry = train_one(args, str(fset.location), arm, seed, rec)
@@ -212,15 +220,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--stem", default="imagenet")
     p.add_argument("--embedding-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=8, help="8 x 78 steps a run")
+    p.add_argument("--epochs", type=int, default=6, help="6 x 78 steps a run")
     p.add_argument("--margin-warmup-epochs", type=float, default=0.0, help="margin 0 -> m over these epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--min-images", type=int, default=2)
     p.add_argument("--max-per-identity", type=int, default=6)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--compare-recipes", nargs="*", default=["arcface"], choices=list(RECIPES),
                    help="also train the RGB arm with these recipes for every seed (collapse evidence, not scored)")
+    p.add_argument("--train-only", action="store_true",
+                   help="train (or reuse) the runs and stop; for parallel processes, each given some --arms or "
+                        "--seeds, followed by one call without it that scores every run and writes the results")
+    p.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws for the intervals")
     p.add_argument("--time-steps", type=int, default=0, help="only time N steps per arm and project the budget")
     p.add_argument("--device", default="auto")
@@ -231,7 +243,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = run(args)
+    if args.train_only:
+        sys.stdout.write(json.dumps(result["trained"], indent=2) + "\n")
+        return
     out = args.out.with_name("cfp_ablation_timing.json") if args.time_steps else args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
