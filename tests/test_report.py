@@ -101,7 +101,8 @@ def report(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     crops, heat = _lfw_crops(lfw_dir, 7)
     store = write_hand_store(tmp / "store", IMG, crops, heat)
     run = _write_run(tmp / "run", {"extractor": "template", "img_size": IMG, "backbone": "resnet18",
-                                   "use_heatmaps": True, "epochs": 1}, plots=True)
+                                   "embedding_size": 64, "use_heatmaps": True, "epochs": 1, "batch_size": 8,
+                                   "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1.0}, plots=True)
     _fake_results(run)
     ae = _write_run(tmp / "ae", {"extractor": "template", "code_size": 32}, plots=True)
     (ae / "data.json").write_text(json.dumps(AE_DATA))
@@ -174,7 +175,7 @@ def test_verification_puts_the_run_beside_dlib_on_the_same_pairs(report) -> None
         assert row[2] == f"{100 * t['mean']:.1f} ± {100 * t['std']:.1f}"
         assert row[3] == f"{v['auc']:.3f}" and row[4] == f"{100 * v['tar_at_far']['0.01']:.1f}"
         assert row[5] == f"{100 * rep['eer']:.1f}"
-    assert rows[0][1] == "30 images of 3 people, 1 epochs" and "7,485 people" in rows[1][1]
+    assert rows[0][1] == "30 images of 3 people, 1 epoch" and "7,485 people" in rows[1][1]
     assert rows[1][6] == f"3 of {2 * NUM_PAIRS:,}" and rows[0][6] == f"0 of {2 * NUM_PAIRS:,}"
     names = [Path(p).name for p in report.figures]
     assert "roc_vs_dlib.png" in names and "yaw_auc_vs_dlib.png" in names
@@ -188,7 +189,7 @@ def test_verification_says_what_the_budget_can_reach(report) -> None:
     text = htmlmod.unescape(report.html.read_text())
     ref = json.loads((report.html.parent / "reference_dlib.json").read_text())
     mine, dlib = (ref["models"][k]["ten_fold"]["mean"] for k in ("this run", "dlib ResNet"))
-    assert "trained for 1 epochs on 30 images of 3 people" in text
+    assert "trained for 1 epoch on 30 images of 3 people" in text
     assert f"Here it reaches {100 * mine:.1f}% against dlib's {100 * dlib:.1f}% on the same pairs" in text
     assert f"{100 * (dlib - mine):.1f} points below it" in text
     assert "README.md, section Benchmarks" in text and "GPU figures" in text

@@ -97,7 +97,7 @@ def write_reference(run_path: Path, result: dict[str, Any], rocs: dict[str, Any]
     yaw = {label: rep["yaw_bins"] for label, rep in models.items()}
     if all(y is not None and y["note"] is None for y in yaw.values()):
         table = {label: {name: e["auc"] for name, e in y["bins"].items()} for label, y in yaw.items()}
-        plots.append(plot_yaw_bins(table, run.plot_path(YAW_PLOT), "AUC"))
+        plots.append(plot_yaw_bins(table, run.plot_path(YAW_PLOT), "AUC", chance=0.5))
     result["plots"] = [str(p.relative_to(run.path)) for p in plots]
     write_json_atomic(result, resolve(str(run.path / REFERENCE_FILE)), default=float)
     run.close()

@@ -124,6 +124,9 @@ figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
 
 
 def _is_number(text: str) -> bool:
+    """A cell to right-align: a number (with separators, %, a unit s), or the dash of a missing number."""
+    if text == "—":
+        return True
     try:
         float(text.replace(",", "").rstrip("%s "))
     except ValueError:

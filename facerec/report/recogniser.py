@@ -41,6 +41,10 @@ def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def epochs(n: int | None) -> str:
+    return f"{count(n)} epoch{'' if n == 1 else 's'}"
+
+
 # training ----------------------------------------------------------------------------------------------
 def _epoch_rows(records: Sequence[Mapping]) -> list[list[str]]:
     """One row per finished epoch: train loss and accuracy, and the validation accuracy logged with it."""
@@ -80,7 +84,7 @@ def recipe_table(config: Mapping, evaluation: Mapping | None, records: Sequence[
                       f"{config.get('warmup_epochs', 0):g} warm-up epochs then cosine decay"],
         ["training data", f"{count(data.get('images'))} images of {count(data.get('identities'))} people"
                           if data else "not recorded (evaluate the run to record it)"],
-        ["budget", f"{config.get('epochs')} epochs of batches of {config.get('batch_size')}: "
+        ["budget", f"{epochs(config.get('epochs'))} of batches of {config.get('batch_size')}: "
                    f"{count(steps)} optimiser steps"],
         ["wall time", f"{train_seconds:,.0f} s (device setting: {config.get('device', 'auto')})"
                       if train_seconds is not None else "not measured here"],
@@ -149,7 +153,7 @@ def expectation(config: Mapping, evaluation: Mapping, reference: Mapping | None,
     """What this budget can reach, said with this run's numbers beside dlib's."""
     data = evaluation.get("training_data") or {}
     mine = (evaluation.get("ten_fold") or {}).get("mean")
-    budget = (f"This recogniser trained for {config.get('epochs')} epochs on {count(data.get('images'))} images of "
+    budget = (f"This recogniser trained for {epochs(config.get('epochs'))} on {count(data.get('images'))} images of "
               f"{count(data.get('identities'))} people"
               + (f" in {train_seconds:,.0f} s of wall time" if train_seconds is not None else "") + ". ")
     text = budget + ("A budget this small teaches a face recogniser little: a model of this kind needs hundreds "
@@ -176,7 +180,7 @@ def verification_blocks(config: Mapping, evaluation: Mapping | None, reference: 
     v = evaluation["verification"]
     data = evaluation.get("training_data") or {}
     trained_on = (f"{count(data.get('images'))} images of {count(data.get('identities'))} people, "
-                  f"{config.get('epochs')} epochs")
+                  f"{epochs(config.get('epochs'))}")
     same = (reference or {}).get("models", {})
     n_same = next(iter(same.values()), {}).get("num_same") if same else None
     lead = (f"{v.get('num_pairs', 0):,} pairs"
