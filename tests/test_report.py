@@ -227,6 +227,10 @@ def test_verification_without_a_reference_shows_the_run_alone() -> None:
     assert table.rows == [["this run", "12 images of 2 people, 2 epochs", "57.5 ± 5.0", "0.610", "—", "—", "—"]]
     text = " ".join(b.text for b in blocks if isinstance(b, Paragraph))
     assert "Here it reaches 57.5%." in text and "dlib" not in text
+    assert "A budget this small teaches a face recogniser little" in text
+    big = {**ev, "training_data": {"images": 500_000, "identities": 10_000}}     # no small-budget caveat at scale
+    text = " ".join(b.text for b in verification_blocks({"epochs": 20}, big, None, {}, None) if isinstance(b, Paragraph))
+    assert "trained for 20 epochs on 500,000 images of 10,000 people" in text and "budget this small" not in text
     assert verification_blocks({}, None, None, {}, None)[0].text.startswith("No evaluation was recorded")
 
 
