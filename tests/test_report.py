@@ -64,10 +64,10 @@ AE_DATA = {"extractor": "template", "num_points": 68, "identities": {"train": 2,
            "identities_excluded": {}, "rows": {"train": 4, "holdout": 2},
            "rows_excluded": {"train": {"no_face": 1}, "holdout": {}}}
 AE_EVAL = {"split": "held-out identities", "normaliser": "target inter-ocular distance",
-           "count": {"all": 2, "0-15": 1, "15-30": 1, "30-45": 0},
-           "nme": {"model": {"all": 0.031, "0-15": 0.02, "15-30": 0.042, "30-45": None},
-                   "input": {"all": 0.06, "0-15": 0.05, "15-30": 0.07, "30-45": None},
-                   "mean": {"all": 0.035, "0-15": 0.03, "15-30": 0.04, "30-45": None}}}
+           "count": {"0-15": 1, "15-30": 1, "30-45": 0, "all": 2},          # key order as written: sorted
+           "nme": {"input": {"0-15": 0.05, "15-30": 0.07, "30-45": None, "all": 0.06},
+                   "mean": {"0-15": 0.03, "15-30": 0.04, "30-45": None, "all": 0.035},
+                   "model": {"0-15": 0.02, "15-30": 0.042, "30-45": None, "all": 0.031}}}
 
 
 def _fake_results(run: Path) -> None:
@@ -210,6 +210,7 @@ def test_results_are_designed_tables_not_json_keys(report) -> None:
     assert headers == ["method", "all |yaw|", "|yaw| 0-15°", "|yaw| 15-30°", "|yaw| 30-45°"]
     assert rows[0] == ["faces", "2", "1", "1", "0"]
     assert rows[1] == ["autoencoder", "0.0310", "0.0200", "0.0420", "—"]
+    assert [r[0] for r in rows[2:]] == ["input unchanged", "mean canonical shape"]
     assert "it beats both baselines" in html
     _, rows = _table(html, "Data (data.json)")
     assert rows == [["training", "2", "4", "no_face 1"], ["held out", "1", "2", "none"]]

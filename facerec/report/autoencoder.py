@@ -27,13 +27,14 @@ def data_table(data: Mapping) -> Table:
 
 
 def nme_table(ev: Mapping) -> Table:
-    from facerec.frontalization.evaluate import METHOD_LABELS
+    from facerec.frontalization.evaluate import METHOD_LABELS, METHODS
 
     counts = ev.get("count") or {}
-    bins = list(counts)
+    bins = sorted(counts, key=lambda b: b != "all")          # all faces first, then the bins in their order
     rows = [["faces", *(count(counts[b]) for b in bins)]]
-    for method, row in (ev.get("nme") or {}).items():
-        rows.append([METHOD_LABELS.get(method, method), *(num(row.get(b), 4) for b in bins)])
+    nme = ev.get("nme") or {}
+    for method in sorted(nme, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
+        rows.append([METHOD_LABELS.get(method, method), *(num(nme[method].get(b), 4) for b in bins)])
     headers = ["method", *("all |yaw|" if b == "all" else f"|yaw| {b}°" for b in bins)]
     return Table(headers, rows, f"Mean NME on {ev.get('split', 'held-out faces')}, normalised by the "
                                 f"{ev.get('normaliser', 'inter-ocular distance')} (lower is better; — : no face in the bin)")

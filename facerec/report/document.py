@@ -128,7 +128,7 @@ def _is_number(text: str) -> bool:
     if text == "—":
         return True
     try:
-        float(text.replace(",", "").rstrip("%s "))
+        float(text.split(" ± ")[0].replace(",", "").rstrip("%s "))
     except ValueError:
         return False
     return True

@@ -168,8 +168,8 @@ def expectation(config: Mapping, evaluation: Mapping, reference: Mapping | None,
         if theirs is not None:
             gap = 100 * (theirs - mine)
             text += (f"Here it reaches {pct(mine)}% against dlib's {pct(theirs)}% on the same pairs "
-                     f"({abs(gap):.1f} points {'below' if gap > 0 else 'above'} it); dlib was trained on "
-                     f"{DLIB_TRAINING} and reports {DLIB_LFW}. ")
+                     f"({abs(gap):.1f} points {'below' if gap > 0 else 'above'} it); dlib's model, trained on "
+                     "about 3 million faces, reports " + DLIB_LFW + ". ")
     elif mine is not None:
         text += f"Here it reaches {pct(mine)}%. "
     return text + SCALE_POINTER
@@ -237,14 +237,15 @@ def yaw_blocks(evaluation: Mapping | None, reference: Mapping | None, plots: Map
             e = yb["bins"][name]
             row += [num(e.get("auc")), pct(e.get("accuracy"))]
         rows.append(row)
-    notes = sorted({e["note"] for e in first["bins"].values() if e.get("note")})
+    notes = [f"{name}: {e['note']}" for name, e in first["bins"].items() if e.get("note")]
     blocks: list = [Table(headers, rows, "By the larger |yaw| of the pair's two faces; accuracy at each model's "
                                          "best threshold over all pairs; — where a bin has too few pairs")]
     if notes:
         blocks.append(Paragraph("Bins without a number: " + "; ".join(notes) + ".", muted=True))
     for path in pick_plots(plots, "yaw", "yaw_auc_vs_dlib"):
-        blocks.append(Figure(path, f"{path.stem.replace('_', ' ')}: per |yaw| bin (degrees); an empty bar is a bin "
-                                   "with too few pairs"))
+        what = "AUC of both models" if path.stem == "yaw_auc_vs_dlib" else path.stem.replace("_", " ")
+        blocks.append(Figure(path, f"{what} per |yaw| bin of the pair (degrees); an empty bar (n/a) is a bin with "
+                                   "too few pairs"))
     return blocks
 
 
