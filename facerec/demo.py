@@ -2,8 +2,10 @@
 
 Stages, each timed (wall seconds) and announced to an observer (the CLI draws them with rich):
 ingest, landmarks, features, canonical (``facerec.pipeline.build.build_store``, one Spark session),
-recogniser training (``facerec.recognition.train.main``), its verification on held-out identities
-(``facerec.recognition.evaluate.evaluate_run``), the landmark autoencoder (``train_autoencoder.main``, which
+recogniser training (``facerec.recognition.train.main``, with TrainConfig's recipe: loss, margin, scale,
+learning rate and warm-ups are its defaults, only the budget is the demo's), its verification on held-out
+identities (``facerec.recognition.evaluate.evaluate_run``), dlib's pretrained embedder on the same pairs
+(``facerec.recognition.reference.compare_with_dlib``), the landmark autoencoder (``train_autoencoder.main``, which
 evaluates itself on held-out identities), and the report (``facerec.report.build_report``).
 
 Sources:
@@ -67,10 +69,11 @@ class DemoConfig:
     embedding_size: int = 512
     epochs: int = 2
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float | None = None            # None: TrainConfig's default, part of the recipe the demo does not change
     use_heatmaps: bool = True
     ae_epochs: int = 200
     eval_pairs: int = 1000
+    compare_dlib: bool = True          # dlib's pretrained embedder on the same held-out pairs, as a reference
     holdout_identity_frac: float = 0.15   # identities kept out of training for verification (both models)
     shard_size: int = 128
     device: str = "auto"
@@ -288,14 +291,17 @@ def run_demo(cfg: DemoConfig, observer: DemoObserver | None = None) -> DemoResul
         source, hub, folder = str(path), False, _is_image_folder(path)
     _prepare_out(cfg)
     layout = StoreLayout.at(cfg.store)
+    tcfg = _train_config(cfg)
     stages = [
         Stage("ingest", "read the source, validate, shuffle, write samples shards", str(layout.samples), True),
         Stage("landmarks", f"{cfg.extractor} landmarks and head pose per image (Spark)", str(layout.landmarks(cfg.extractor))),
         Stage("features", "aligned crops, heatmaps, masks into Zarr (Spark)", str(layout.features_zarr(cfg.extractor, cfg.img_size))),
         Stage("canonical", "canonical landmarks per identity (Spark groupBy)", str(layout.identities(cfg.extractor, cfg.img_size))),
-        Stage("train recogniser", f"{cfg.backbone} + ArcFace, RGB{' + heatmaps' if cfg.use_heatmaps else ''}, "
+        Stage("train recogniser", f"{cfg.backbone} + {_loss_label(tcfg)}, RGB{' + heatmaps' if cfg.use_heatmaps else ''}, "
                                   f"{cfg.epochs} epochs", str(cfg.recognizer_run), True),
         Stage("evaluate recogniser", "verification on held-out identities, by yaw", str(cfg.recognizer_run / "eval.json")),
+        *([Stage("compare with dlib", "dlib's pretrained embedder on the same held-out pairs",
+                 str(cfg.recognizer_run / "reference_dlib.json"), True)] if cfg.compare_dlib else []),
         Stage("train autoencoder", f"landmark autoencoder, {cfg.ae_epochs} epochs, held-out NME", str(cfg.autoencoder_run),
               True),
         Stage("report", "report.html and report.md", str(Path(cfg.out) / "report.html")),
@@ -315,7 +321,11 @@ def run_demo(cfg: DemoConfig, observer: DemoObserver | None = None) -> DemoResul
     clock.finish(ingest.lines())
     _build_rest(cfg, source, clock)
 
-    evaluation = _train_and_evaluate(cfg, clock)
+    evaluation = _train_and_evaluate(cfg, tcfg, clock)
+    if cfg.compare_dlib:
+        from facerec.recognition.reference import compare_with_dlib
+
+        clock.run("compare with dlib", lambda: compare_with_dlib(cfg.recognizer_run, cfg.store), _reference_lines)
     clock.run("train autoencoder", lambda: _train_autoencoder(cfg), _autoencoder_lines)
 
     paths = clock.run("report", lambda: build_report(
@@ -348,15 +358,24 @@ def _build_rest(cfg: DemoConfig, source: str, clock: _Clock) -> None:
                 shard_size=cfg.shard_size, master=cfg.master, on_result=on_result)
 
 
-def _train_and_evaluate(cfg: DemoConfig, clock: _Clock) -> dict[str, Any]:
+def _train_config(cfg: DemoConfig) -> TrainConfig:
+    """The demo's budget (data, backbone, epochs, batch) on TrainConfig's recipe (loss, margin, lr, warm-ups)."""
+    recipe = {} if cfg.lr is None else {"lr": cfg.lr}
+    return TrainConfig(store=cfg.store, out=str(cfg.recognizer_run), extractor=cfg.extractor, img_size=cfg.img_size,
+                       use_heatmaps=cfg.use_heatmaps, backbone=cfg.backbone, embedding_size=cfg.embedding_size,
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, device=cfg.device,
+                       num_workers=cfg.num_workers, seed=cfg.seed, evaluate_after=False, eval_pairs=cfg.eval_pairs,
+                       holdout_identity_frac=cfg.holdout_identity_frac, **recipe)
+
+
+def _loss_label(tcfg: TrainConfig) -> str:
+    return {"arcface": "ArcFace", "cosface": "CosFace"}.get(tcfg.margin_type, tcfg.margin_type)
+
+
+def _train_and_evaluate(cfg: DemoConfig, tcfg: TrainConfig, clock: _Clock) -> dict[str, Any]:
     from facerec.recognition.evaluate import evaluate_run
     from facerec.recognition.train import main
 
-    tcfg = TrainConfig(store=cfg.store, out=str(cfg.recognizer_run), extractor=cfg.extractor, img_size=cfg.img_size,
-                       use_heatmaps=cfg.use_heatmaps, backbone=cfg.backbone, embedding_size=cfg.embedding_size,
-                       epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device,
-                       num_workers=cfg.num_workers, seed=cfg.seed, evaluate_after=False, eval_pairs=cfg.eval_pairs,
-                       holdout_identity_frac=cfg.holdout_identity_frac)
     clock.run("train recogniser", lambda: main(tcfg), lambda r: [
         f"{r.epochs_done} epochs, {r.steps} steps: " + ", ".join(
             f"{k} {v:.3f}" for k, v in r.last_epoch_metrics.items() if isinstance(v, float))])
@@ -368,6 +387,12 @@ def _evaluation_lines(report: dict) -> list[str]:
     v, tf = report["verification"], report["ten_fold"]
     return [f"{v['num_pairs']} pairs of {report['num_test_identities']} held-out identities: AUC {v['auc']:.3f}, "
             f"best accuracy {v['best_accuracy']:.3f}, 10-fold {tf['mean']:.3f} +- {tf['std']:.3f}"]
+
+
+def _reference_lines(result: dict) -> list[str]:
+    return [f"{label}: 10-fold accuracy {rep['ten_fold']['mean']:.3f}, AUC "
+            f"{rep['verification']['auc'] if rep['verification'] else float('nan'):.3f}"
+            for label, rep in result["models"].items()]
 
 
 def _train_autoencoder(cfg: DemoConfig) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from facerec.demo import DemoConfig, run_demo, select_image_folder
 from facerec.errors import ConfigError, SourceError
 
 STAGES = ["ingest", "landmarks", "features", "canonical", "train recogniser", "evaluate recogniser",
-          "train autoencoder", "report"]
+          "compare with dlib", "train autoencoder", "report"]
 
 
 class Recorder:
@@ -64,6 +64,42 @@ def test_demo_runs_every_stage_and_leaves_its_outputs(demo) -> None:
     assert (result.autoencoder_run / "eval.json").exists()
     saved = json.loads((cfg.out / "demo.json").read_text())
     assert list(saved["timings_s"]) == STAGES and saved["report"] == str(result.report_html)
+
+
+@pytest.mark.slow
+def test_dlib_is_scored_on_the_same_held_out_pairs(demo) -> None:
+    """dlib on the run's own pairs: same pair count and folds, and a high AUC, which it reaches only if
+    every pair's rows were mapped back to the right source photos."""
+    _, result, _ = demo
+    ev = json.loads((result.recognizer_run / "eval.json").read_text())
+    ref = json.loads((result.recognizer_run / "reference_dlib.json").read_text())
+    pairs = np.load(result.recognizer_run / ev["pairs_file"])
+    assert ref["num_pairs"] == ev["verification"]["num_pairs"] == len(pairs["score"])
+    assert ref["num_identities"] == ev["num_test_identities"]
+    run, dlib = ref["models"]["this run"], ref["models"]["dlib ResNet"]
+    # the run's row recomputes eval.json's numbers from the saved scores: the pairs file is the evaluated set
+    assert run["verification"]["auc"] == pytest.approx(ev["verification"]["auc"], abs=1e-12)
+    assert run["ten_fold"]["mean"] == pytest.approx(ev["ten_fold"]["mean"], abs=1e-12)
+    assert dlib["verification"]["auc"] > 0.9, dlib
+    assert sum(dlib["alignment"]["images"].values()) == ref["num_images"]
+    html = result.report_html.read_text()
+    assert "dlib ResNet" in html and "roc_vs_dlib" in " ".join(ref["plots"])
+
+
+def test_demo_trains_with_train_configs_recipe(tmp_path: Path) -> None:
+    """The demo sets the budget (data, backbone, epochs, batch) and nothing of the recipe: a new default
+    loss, margin, scale, learning rate or warm-up in TrainConfig reaches the demo unchanged."""
+    import dataclasses
+
+    from facerec.demo import _train_config
+    from facerec.recognition.config import TrainConfig
+
+    budget = {"store", "out", "extractor", "img_size", "use_heatmaps", "backbone", "embedding_size", "epochs",
+              "batch_size", "device", "num_workers", "seed", "evaluate_after", "eval_pairs", "holdout_identity_frac"}
+    tcfg = _train_config(DemoConfig(out=tmp_path / "out"))
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in budget and f.default is not dataclasses.MISSING:
+            assert getattr(tcfg, f.name) == f.default, f.name
 
 
 @pytest.mark.slow

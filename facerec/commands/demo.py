@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         use_heatmaps: Annotated[Optional[bool], typer.Option("--use-heatmaps/--no-heatmaps", help=f"Heatmap input channels (default: {d.use_heatmaps}).")] = None,
         ae_epochs: Annotated[Optional[int], typer.Option("--ae-epochs", min=1, help=f"Landmark autoencoder epochs (default: {d.ae_epochs}).")] = None,
         eval_pairs: Annotated[Optional[int], typer.Option("--eval-pairs", min=20, help=f"Verification pairs of held-out identities (default: {d.eval_pairs}).")] = None,
+        compare_dlib: Annotated[Optional[bool], typer.Option("--dlib/--no-dlib", help=f"Score dlib's pretrained embedder on the same held-out pairs, as a reference (default: {d.compare_dlib}).")] = None,
         holdout: Annotated[Optional[float], typer.Option("--holdout-identity-frac", min=0.0, max=1.0, help=f"Share of identities held out for verification (default: {d.holdout_identity_frac}).")] = None,
         shard_size: Annotated[Optional[int], typer.Option("--shard-size", min=1, help=f"Rows per store shard (default: {d.shard_size}).")] = None,
         device: Annotated[Optional[str], typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")] = None,
@@ -90,7 +91,7 @@ def register(app: typer.Typer) -> None:
         given = dict(source=source, out=out, max_images=max_images, max_identities=max_identities,
                      min_images=min_images, max_per_identity=max_per_identity, extractor=extractor, img_size=img_size,
                      backbone=backbone, epochs=epochs, batch_size=batch_size, use_heatmaps=use_heatmaps,
-                     ae_epochs=ae_epochs, eval_pairs=eval_pairs, holdout_identity_frac=holdout, shard_size=shard_size, device=device, master=master,
+                     ae_epochs=ae_epochs, eval_pairs=eval_pairs, compare_dlib=compare_dlib, holdout_identity_frac=holdout, shard_size=shard_size, device=device, master=master,
                      seed=seed, overwrite=overwrite)
         cfg = DemoConfig(**{k: v for k, v in given.items() if v is not None})
         observer = RichObserver()

@@ -41,8 +41,16 @@ def register(app: typer.Typer) -> None:
         pairs: Annotated[int, typer.Option("--pairs", help="Balanced verification pairs among the test identities.")] = 3000,
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="last.pt or best.pt.")] = "last.pt",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the pair draw.")] = 0,
+        dlib: Annotated[bool, typer.Option("--dlib/--no-dlib", help="Also score dlib's pretrained embedder on the "
+                                           "same pairs (RUN/reference_dlib.json; the report shows both).")] = False,
     ) -> None:
         """Verification (AUC, accuracy, TAR@FAR, by |yaw|) of RUN on identities it never trained on; writes RUN/eval.json and plots."""
         from facerec.recognition.evaluate import evaluate_run
 
         print_report(evaluate_run(run, store, device=device, num_pairs=pairs, checkpoint=checkpoint, seed=seed))
+        if dlib:
+            from facerec.recognition.reference import compare_with_dlib
+
+            for label, rep in compare_with_dlib(run, store)["models"].items():
+                typer.echo(f"{label}: 10-fold accuracy {rep['ten_fold']['mean']:.4f} +- {rep['ten_fold']['std']:.4f}, "
+                           f"AUC {rep['verification']['auc']:.4f}")

@@ -86,12 +86,14 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]
 
 def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, metric_name: str,
                   errors: Mapping[str, Mapping[str, float | None]] | None = None,
-                  binned_by: str = "the pair's larger |yaw|") -> Path:
+                  binned_by: str = "the pair's larger |yaw|", chance: float | None = None) -> Path:
     """Grouped bars: one group per yaw bin, one bar per label. A None value (too few pairs) is left empty.
 
     table: label -> {bin name -> value}; bins keep the order of the first label's mapping.
     errors: optional label -> {bin name -> half-length of an error bar} (e.g. the std over seeds).
     binned_by: what the bins measure, for the title (pairs for verification, faces for landmarks).
+    chance: the value a guess gets (0.5 for AUC): the axis starts there and a dashed line marks it, so
+    bars are read against chance rather than against a zoomed axis.
     """
     if not table:
         raise ConfigError(f"no yaw-bin values to plot for {path}")
@@ -117,10 +119,13 @@ def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, m
     ax.set_xticklabels([b if b == "all" else f"|yaw| {b}" for b in bins])
     ax.set_ylabel(metric_name)
     finite = [v for row in table.values() for v in row.values() if v is not None]
-    if finite and min(finite) > 0.4 and max(finite) <= 1.0:
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set_ylim(min([chance, *finite]) - 0.02, 1.0)
+    elif finite and min(finite) > 0.4 and max(finite) <= 1.0:
         ax.set_ylim(max(0.0, min(finite) - 0.05), 1.0)
     ax.grid(alpha=0.3, axis="y")
-    if len(labels) > 1:
+    if len(labels) > 1 or chance is not None:
         ax.legend(fontsize=8)
     ax.set_title(f"{metric_name} by {binned_by} (degrees)")
     return _save(fig, path)

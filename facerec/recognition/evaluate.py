@@ -8,7 +8,9 @@ cosine similarity.
 ``evaluate_run(run_dir, store)`` draws balanced pairs among the test split's rows (identities never
 trained on; ``facerec.store.splits.make_verification_pairs``), and writes ``RUN/eval.json`` (AUC, best
 accuracy, TAR at FAR 1e-2 / 1e-3, a 10-fold accuracy over the pairs, yaw-binned AUC and accuracy) and
-``RUN/plots/roc.png``, ``RUN/plots/yaw_auc.png``.
+``RUN/plots/roc.png``, ``RUN/plots/yaw_auc.png``, and the pairs themselves with their scores and folds
+(``RUN/eval_pairs.npz``), so that another embedder can be scored on exactly these pairs
+(``facerec.recognition.reference``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from facerec.training.runs import EVAL_FILE, RunFolder
 log = logging.getLogger(__name__)
 
 NUM_FOLDS = 10
+PAIRS_FILE = "eval_pairs.npz"       # row_a, row_b, same, fold, score of every pair eval.json was computed on
 
 
 def possible_pair_count(identities: np.ndarray) -> int:
@@ -78,6 +81,33 @@ def write_pair_plots(run: RunFolder, label: str, report: dict, roc: tuple[np.nda
     return paths
 
 
+def head_summary(model: Any) -> dict | None:
+    """The margin head the run trained with, as built (defaults resolved): type, scale s, margin m."""
+    head = getattr(model, "head", None)
+    if head is None:
+        return None
+    return {"type": getattr(head, "margin_type", None), "s": getattr(head, "s", None), "m": getattr(head, "m", None)}
+
+
+def save_pairs(path: Path, row_a: np.ndarray, row_b: np.ndarray, same: np.ndarray, folds: np.ndarray,
+               scores: np.ndarray) -> Path:
+    """The scored pairs as a small npz (written atomically: a temporary file, then a rename)."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        np.savez(f, row_a=np.asarray(row_a, np.int64), row_b=np.asarray(row_b, np.int64),
+                 same=np.asarray(same, bool), fold=np.asarray(folds, np.int64), score=np.asarray(scores, np.float64))
+    tmp.replace(path)
+    return path
+
+
+def load_pairs(path: Path) -> dict[str, np.ndarray]:
+    """What ``save_pairs`` wrote; a clear error when the run was never evaluated."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path} not found: the run has no scored pairs; run `facerec evaluate --run RUN` first")
+    with np.load(path) as data:
+        return {k: data[k] for k in ("row_a", "row_b", "same", "fold", "score")}
+
+
 def evaluate_run(run_dir: Path | str, store: Any = None, *, device: str = "auto", num_pairs: int = 3000,
                  checkpoint: str = "last.pt", batch_size: int = 64, seed: int = 0) -> dict:
     """Verification of a run on its store's test identities; writes eval.json and plots; returns the report.
@@ -88,7 +118,9 @@ def evaluate_run(run_dir: Path | str, store: Any = None, *, device: str = "auto"
     cfg = loaded.config
     run = RunFolder(loaded.path, resume=True)
     fset = open_feature_set(store if store is not None else cfg.store, cfg.extractor, cfg.img_size)
-    index = fset.index.set_index("row").loc[split_rows(cfg, fset, "test")].reset_index()
+    indexed = fset.index.set_index("row")
+    index = indexed.loc[split_rows(cfg, fset, "test")].reset_index()
+    train_ids = indexed.loc[split_rows(cfg, fset, "train"), "identity"]
     possible = possible_pair_count(index["identity"].to_numpy())
     n_pairs = min(num_pairs, possible)
     if n_pairs < 2 * NUM_FOLDS:
@@ -102,11 +134,15 @@ def evaluate_run(run_dir: Path | str, store: Any = None, *, device: str = "auto"
     rows, emb = embed_dataset(loaded.model, dataset, loaded.device, batch_size=batch_size, amp_dtype=loaded.amp_dtype)
     scores = score_pairs(rows, emb, row_a, row_b)
     yaw = fset.pose[:, 0]
-    report, roc = pair_report(scores, same, yaw[row_a], yaw[row_b], np.arange(len(scores)) % NUM_FOLDS)
+    folds = np.arange(len(scores)) % NUM_FOLDS
+    report, roc = pair_report(scores, same, yaw[row_a], yaw[row_b], folds)
+    save_pairs(run.path / PAIRS_FILE, row_a, row_b, same, folds, scores)
     report.update({
         "checkpoint": checkpoint, "step": loaded.step, "store": str(fset.location),
         "num_pairs_requested": num_pairs, "num_test_identities": int(index["identity"].nunique()),
-        "num_test_images": len(needed), "mirror": True, "pair_seed": seed,
+        "num_test_images": len(needed), "mirror": True, "pair_seed": seed, "pairs_file": PAIRS_FILE,
+        "training_data": {"images": len(train_ids), "identities": int(train_ids.nunique())},
+        "head": head_summary(loaded.model),
     })
     label = Path(run_dir).name
     report["plots"] = [str(p.relative_to(run.path)) for p in write_pair_plots(run, label, report, roc)]

@@ -29,19 +29,22 @@ from facerec.errors import StoreError
 from facerec.geometry.heatmaps import dequantize
 from facerec.geometry.landmark_sets import HEATMAP_GROUP_NAMES
 from facerec.report import figures
+from facerec.report.autoencoder import autoencoder_blocks
 from facerec.report.document import (Document, Figure, Paragraph, Row, Section, Swatches, Table, render_html,
                                      render_markdown)
+from facerec.report.recogniser import recogniser_sections
 from facerec.schemas import tables, zarr_layout as zl
 from facerec.store.layout import StoreLayout
 from facerec.store.open_store import FeatureSet
 from facerec.store.summary import StoreSummary, format_bytes, inspect_store, read_columns, rejected_text, stage_label
-from facerec.training.runs import CONFIG_FILE, read_metrics
+from facerec.training.runs import CONFIG_FILE, EVAL_FILE, REFERENCE_FILE, read_metrics
 
 log = logging.getLogger(__name__)
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 FILES_DIR = "report_files"
+TRAIN_STAGE = "train recogniser"    # the demo's name for the recogniser's training in ``timings``
 
 
 @dataclass(frozen=True)
@@ -169,36 +172,15 @@ def _crops_section(fset: "FeatureSet", out: Path, num_crops: int) -> Section:
     ])
 
 
-_PLOT_SECTIONS = (("curve", "training"), ("loss", "training"), ("train", "training"), ("roc", "verification"),
-                  ("yaw", "yaw"))
+_TRAINING_PLOTS = ("curve", "loss", "train")
 
 
-def _plot_kind(name: str) -> str:
-    lower = name.lower()
-    for key, kind in _PLOT_SECTIONS:
-        if key in lower:
-            return kind
-    return "other"
+def _is_training_plot(name: str) -> bool:
+    return any(key in name.lower() for key in _TRAINING_PLOTS)
 
 
 def _caption(path: Path, run_label: str) -> str:
     return f"{run_label}: {path.stem.replace('_', ' ')} ({path.parent.name}/{path.name})"
-
-
-def _metrics_table(records: list[dict], caption: str) -> Table | None:
-    """One row per phase: its last record's step and scalar metrics (blank where a phase lacks one)."""
-    last: dict[str, dict] = {}
-    for rec in records:
-        last[str(rec.get("phase", ""))] = rec
-    names: list[str] = []
-    for rec in last.values():
-        names += [k for k, v in rec.items() if k not in ("phase", "step", "time", *names)
-                  and isinstance(v, (int, float, str, bool))]
-    if not last:
-        return None
-    rows = [[phase, _fmt(rec.get("step")), *(_fmt(rec[n]) if n in rec else "" for n in names)]
-            for phase, rec in last.items()]
-    return Table(["phase", "step", *names], rows, caption)
 
 
 def _pairs_table(pairs: list[tuple[str, Any]], headers: tuple[str, str], caption: str, per_row: int = 2) -> Table:
@@ -213,54 +195,6 @@ def _pairs_table(pairs: list[tuple[str, Any]], headers: tuple[str, str], caption
 
 def _evaluation_files(run: Path) -> list[Path]:
     return sorted(p for p in run.glob("*.json") if p.name != CONFIG_FILE)
-
-
-def _is_scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, int, float, str))
-
-
-def json_blocks(data: Mapping[str, Any], caption: str) -> list[Table]:
-    """Tables for a JSON result file, whatever its nesting:
-    scalars -> a (key, value) table; mappings of scalars that share their keys -> one table with a row
-    per mapping (e.g. counts and rows per split); a mapping of such mappings -> a matrix (e.g. method x
-    yaw bin); lists of numbers -> a row; anything deeper -> the same rules one level down.
-    """
-    scalars = [(k, v) for k, v in data.items() if _is_scalar(v)]
-    out: list[Table] = [_pairs_table(scalars, ("name", "value"), caption)] if scalars else []
-    rows_by_keys: dict[tuple, list[tuple[str, Mapping]]] = {}
-    for key, value in data.items():
-        if isinstance(value, list) and value and all(isinstance(x, (int, float)) for x in value):
-            value = {str(i + 1): x for i, x in enumerate(value)}
-        if not isinstance(value, Mapping) or not value:
-            continue
-        if all(_is_scalar(v) for v in value.values()):
-            rows_by_keys.setdefault(tuple(value), []).append((key, value))
-        elif all(isinstance(v, Mapping) and all(_is_scalar(x) for x in v.values()) for v in value.values()):
-            cols = list(dict.fromkeys(c for v in value.values() for c in v))
-            if cols:
-                out.append(Table(["", *cols], [[r, *(_fmt(v.get(c)) for c in cols)] for r, v in value.items()],
-                                 f"{caption}: {key}"))
-        else:
-            out += json_blocks(value, f"{caption}: {key}")
-    for keys, group in rows_by_keys.items():
-        names = ", ".join(k for k, _ in group)
-        out.append(Table(["", *map(str, keys)], [[k, *(_fmt(v[c]) for c in keys)] for k, v in group],
-                         f"{caption}: {names}"))
-    return out
-
-
-def _verification_headline(ev: Mapping[str, Any]) -> Paragraph | None:
-    v, tf = ev.get("verification"), ev.get("ten_fold")
-    if not isinstance(v, Mapping) or "auc" not in v:
-        return None
-    text = f"ROC AUC {_fmt(v['auc'])}, best accuracy {_fmt(v.get('best_accuracy'))}"
-    if isinstance(tf, Mapping) and "mean" in tf:
-        text += f", 10-fold accuracy {_fmt(tf['mean'])} ± {_fmt(tf.get('std'))}"
-    pairs = v.get("num_pairs")
-    who = ev.get("num_test_identities")
-    if pairs is not None:
-        text += f" over {pairs:,} pairs" + (f" of {who} held-out identities (never trained on)" if who else "")
-    return Paragraph(text + ".")
 
 
 WIDE_PX = 900   # figures at least this wide (multi-panel plots) get the full column
@@ -290,53 +224,32 @@ def _figures(paths: list[Path], label: str) -> list:
     return blocks + pending
 
 
-def _run_sections(run: Path, label: str, *, recogniser: bool) -> list[Section]:
-    """Config, last metrics, evaluation results and plots of one run folder."""
+def _run_sections(run: Path, label: str, *, recogniser: bool, train_seconds: float | None = None) -> list[Section]:
+    """A run folder as designed sections: results tables, plots, and the resolved config last."""
     if not (run / CONFIG_FILE).exists():
         raise StoreError(f"{run} is not a run folder: it holds no {CONFIG_FILE}")
     config = _read_json(run / CONFIG_FILE)
     plots = sorted((run / "plots").glob("*.png")) if (run / "plots").is_dir() else []
-    by_kind: dict[str, list[Path]] = {}
-    for p in plots:
-        by_kind.setdefault(_plot_kind(p.name) if recogniser else "other", []).append(p)
     results = {f.name: _read_json(f) for f in _evaluation_files(run)}
-
     cfg = _scalars(config)
-    train: list = [Paragraph(f"Run folder {run}.", muted=True)]
-    if cfg:
-        train.append(_pairs_table(cfg, ("setting", "value"), "Resolved config", per_row=3 if len(cfg) > 12 else 2))
-    metrics = _metrics_table(read_metrics(run), "Last logged metrics per phase")
-    if metrics:
-        train.append(metrics)
+    config_table = [_pairs_table(cfg, ("setting", "value"), f"Resolved config ({run}/{CONFIG_FILE}), to reproduce the run",
+                                 per_row=3 if len(cfg) > 12 else 2)] if cfg else []
     if not recogniser:
-        for name, data in results.items():
-            train += json_blocks(data, name)
         big = [p for p in plots if "example" in p.name]
-        train += _figures(big, label) + _figures([p for p in plots if p not in big], label)
+        blocks = autoencoder_blocks(results) + _figures(big, label) + _figures([p for p in plots if p not in big], label)
         if not plots:
-            train.append(Paragraph("This run wrote no plots.", muted=True))
-        return [Section(label, train)]
+            blocks.append(Paragraph("This run wrote no plots.", muted=True))
+        return [Section(label, blocks + config_table)]
 
-    sections = [Section("Recogniser training", train + _figures(by_kind.get("training", []), label))]
-    ver: list = []
-    yaw_tables: list = []
-    for name, data in results.items():
-        if not isinstance(data, Mapping):
-            continue
-        headline = _verification_headline(data)
-        if headline:
-            ver.append(headline)
-        ver += json_blocks({k: v for k, v in data.items() if k not in ("yaw_bins", "plots")}, name)
-        if isinstance(data.get("yaw_bins"), Mapping):
-            yaw_tables += json_blocks(data["yaw_bins"], f"{name}: by the pair's larger |yaw| (degrees)")
-    ver += _figures(by_kind.get("verification", []), label)
-    if not ver:
-        ver.append(Paragraph("No evaluation was recorded in this run folder (run `facerec evaluate`).", muted=True))
-    sections.append(Section("Verification", ver))
-    yaw_blocks = yaw_tables + _figures(by_kind.get("yaw", []), label)
-    sections.append(Section("Metrics by yaw", yaw_blocks or [Paragraph("No yaw-binned results in this run folder.", muted=True)]))
-    if by_kind.get("other"):
-        sections.append(Section("Other figures", _figures(by_kind["other"], label)))
+    training_plots = [p for p in plots if _is_training_plot(p.stem)]
+    results_plots = {p.stem: p for p in plots if p not in training_plots}
+    sections = recogniser_sections(config, results.get(EVAL_FILE), results.get(REFERENCE_FILE), read_metrics(run),
+                                   results_plots, train_seconds, _figures(training_plots, label) + config_table)
+    shown = {f.path for s in sections for f in Document("", "", [s]).figures()}
+    unused = [p for stem, p in results_plots.items()
+              if p not in shown and not stem.startswith(("roc", "yaw"))]    # the tables cover the single-model ones
+    if unused:
+        sections.append(Section("Other figures", _figures(unused, label)))
     return sections
 
 
@@ -381,7 +294,8 @@ def build_report(
         _dataset_section(summary),
         _pose_section(store, extractor, summary, files),
         _crops_section(fset, files, num_crops),
-        *_run_sections(run_dir, "recogniser", recogniser=True),
+        *_run_sections(run_dir, "recogniser", recogniser=True,
+                       train_seconds=(timings or {}).get(TRAIN_STAGE)),
     ]
     if autoencoder_run is not None:
         sections += _run_sections(Path(autoencoder_run), "Landmark autoencoder", recogniser=False)

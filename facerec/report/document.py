@@ -124,8 +124,11 @@ figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
 
 
 def _is_number(text: str) -> bool:
+    """A cell to right-align: a number (with separators, %, a unit s), or the dash of a missing number."""
+    if text == "—":
+        return True
     try:
-        float(text.replace(",", "").rstrip("%s "))
+        float(text.split(" ± ")[0].replace(",", "").rstrip("%s "))
     except ValueError:
         return False
     return True

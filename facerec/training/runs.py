@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"             # what a model's evaluation of its run writes
+REFERENCE_FILE = "reference_dlib.json"   # the run beside dlib on the same pairs (facerec.recognition.reference)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
