@@ -62,13 +62,12 @@ def local_spark():
 
     Starting Spark takes tens of seconds, so the session is shared; but a test that runs a stage with
     another master (a standalone cluster, say) stops it, so tests ask for it each time
-    instead of holding a stale object. The JVM flags trade peak speed for start-up: C1-only JIT and
-    the serial GC start about twice as fast on a busy 2-core machine.
+    instead of holding a stale object. Its JVM gets the local default flags (``spark.FAST_JVM_OPTIONS``:
+    C1-only JIT and the serial GC), which start about twice as fast on a busy 2-core machine.
     """
     from facerec.pipeline.spark import spark_session
 
-    conf = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
-    return spark_session(None, conf, app_name="facerec-tests")
+    return spark_session(None, app_name="facerec-tests")
 
 
 @pytest.fixture

@@ -20,13 +20,14 @@ from facerec.errors import ConfigError
 from facerec.faults import KILL_BEFORE_COMMIT_ENV, ONCE_ENV
 from facerec.pipeline.build import build_store
 from facerec.pipeline.cluster import ClusterError, LocalStandaloneCluster, free_port, spark_home
+from facerec.pipeline.spark import FAST_JVM_OPTIONS
 from facerec.store.layout import StoreLayout
 
 from conftest import REPO, make_image_folder
 from store_compare import assert_same_store, debris, read_shards
 
 NUM_IDENTITIES, PER_IDENTITY, SHARD_SIZE, IMG_SIZE, K, SEED = 8, 3, 8, 64, 2, 7
-FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+FAST_JVM = FAST_JVM_OPTIONS
 KILLED = "features/mediapipe-64.index/shard-00001.parquet"
 
 

@@ -45,16 +45,32 @@ def _reference() -> dict:
     return json.loads(REFERENCE_FILE.read_text())
 
 
+@functools.lru_cache(maxsize=None)
 def reference_mesh() -> np.ndarray:
-    """[478, 3] frontal MediaPipe reference, camera axes, generic-model units (read-only)."""
+    """[478, 3] frontal MediaPipe reference, camera axes, generic-model units (read-only, built once:
+    converting the JSON lists cost a third of each pose fit)."""
     ref = np.asarray(_reference()["mesh"], dtype=np.float64)
     ref.setflags(write=False)
     return ref
 
 
+@functools.lru_cache(maxsize=None)
+def _centred_reference() -> np.ndarray:
+    """The mesh points of the reference minus their mean: the fixed side of every fit, computed once."""
+    ref = reference_mesh()[:MESH_POINTS]
+    centred = ref - ref.mean(axis=0)
+    centred.setflags(write=False)
+    return centred
+
+
 def kabsch_rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The proper rotation R (det +1) minimising |R (source - mean) - (target - mean)| (any scale)."""
-    a = source - source.mean(axis=0)
+    return _rotation_onto(source - source.mean(axis=0), target)
+
+
+def _rotation_onto(centred_source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``kabsch_rotation`` with the source already centred (the same operations, in the same order)."""
+    a = centred_source
     b = target - target.mean(axis=0)
     u, _, vt = np.linalg.svd(b.T @ a)
     d = np.sign(np.linalg.det(u @ vt)) or 1.0
@@ -69,9 +85,10 @@ def mesh_rotation(points: np.ndarray, depth: np.ndarray) -> np.ndarray | None:
         raise FacerecError(f"3-D head pose expects MediaPipe points [478, 2] and depth [478]; got {pts.shape} "
                            f"and {z.shape}")
     mesh = np.column_stack([pts, z])[:MESH_POINTS]
-    if not np.isfinite(mesh).all() or np.ptp(mesh[:, :2], axis=0).min() < 1e-6:
+    xy = mesh[:, :2]
+    if not np.isfinite(mesh).all() or (xy.max(axis=0) - xy.min(axis=0)).min() < 1e-6:
         return None
-    return kabsch_rotation(reference_mesh()[:MESH_POINTS], mesh)
+    return _rotation_onto(_centred_reference(), mesh)
 
 
 def euler_of_camera_rotation(rotation_cam: np.ndarray) -> tuple[float, float, float]:

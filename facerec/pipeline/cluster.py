@@ -31,14 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facerec.errors import ConfigError, FacerecError
+from facerec.pipeline.spark import FAST_JVM_OPTIONS
 
 log = logging.getLogger(__name__)
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
-# Fast JVM start on small machines: the C1 compiler only and the serial GC (daemons do little work).
-DAEMON_JAVA_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-
 
 class ClusterError(FacerecError):
     """The local standalone cluster did not start (or a daemon died); the message quotes its log."""
@@ -181,7 +179,7 @@ class LocalStandaloneCluster:
             "SPARK_WORKER_DIR": str(self.work_dir),
             "SPARK_LOCAL_IP": self.host,
             "SPARK_DAEMON_MEMORY": os.environ.get("FACEREC_SPARK_DAEMON_MEMORY", "256m"),
-            "SPARK_DAEMON_JAVA_OPTS": DAEMON_JAVA_OPTS,
+            "SPARK_DAEMON_JAVA_OPTS": FAST_JVM_OPTIONS,   # daemons do little work: fast start
             "SPARK_NO_DAEMONIZE": "1",
         })
         env.pop("SPARK_CONF_DIR", None)

@@ -24,7 +24,6 @@ and renames it. A finished stage (``_manifest.json``) is not redone unless ``ove
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -35,10 +34,9 @@ import pyarrow as pa
 
 from facerec.errors import ConfigError, StageNotReadyError, StoreError, choice_error
 from facerec.geometry.landmark_sets import LandmarkSet, landmark_set
-from facerec.geometry.face_pose import estimate_face_pose
-from facerec.pipeline.decode import ImageRejected, decode_rgb
 from facerec.pipeline.extractors.base import EXTRACTORS, LandmarkExtractor, get_extractor
 from facerec.pipeline.landmark_pieces import piece_file, piece_rows, run_pieces
+from facerec.pipeline.landmark_rows import EXTRACTOR_ERROR, NO_FACE, extract_outcome, landmarks_table, outcome_row
 from facerec.pipeline.report import ShardCounts, StageResult
 from facerec.pipeline.spark import spark_session
 from facerec.schemas import LANDMARKS, LAYOUT_VERSION, SAMPLES, STATUS_OK
@@ -52,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_FACE = "no_face"
-EXTRACTOR_ERROR = "extractor_error"
 INPUT_MARKER = "_input.json"     # which samples table the shards in a landmarks folder were computed from
 _SHARD_RE = re.compile(r"shard-(\d{5})\.parquet$")
 _INPUT_COLUMNS = ["sample_id", "shard", "position", "image", "status", "error"]
@@ -70,53 +66,16 @@ class LandmarksConfig:
 
 
 # ------------------------------------------------------------------------------------------- rows
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _empty_row(extractor: LandmarkExtractor, lset: LandmarkSet, sample: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "sample_id": sample["sample_id"], "shard": sample["shard"], "position": sample["position"],
-        "extractor": extractor.name, "num_points": lset.num_points, "points": None, "detected": False,
-        "detector": None, "num_faces": 0, "score": None, "bbox": None, "yaw": None, "pitch": None, "roll": None,
-        "placeholder": bool(extractor.placeholder), "status": STATUS_OK, "error": None,
-    }
-
-
 def extract_landmarks_row(extractor: LandmarkExtractor, lset: LandmarkSet, sample: Mapping[str, Any]) -> dict[str, Any]:
     """One samples row (dict with sample_id, shard, position, image, status, error) -> one landmarks row.
 
     Points are ``[x0, y0, x1, y1, ...]`` (2P floats) in source-image pixels, bbox ``[x0, y0, x1, y1]``,
     yaw/pitch/roll in degrees (``facerec.geometry.pose``). Never raises for a bad image or a failing
-    extractor: the row's status says what happened.
+    extractor: the row's status says what happened. (The stage builds whole shards column by column,
+    ``landmark_rows.landmarks_table``; this is the same row for one image.)
     """
-
-    row = _empty_row(extractor, lset, sample)
-    if sample["status"] != STATUS_OK:
-        row.update(status=sample["status"], error=f"rejected at ingest: {sample.get('error')}")
-        return row
-    try:
-        rgb = decode_rgb(sample["image"])
-    except ImageRejected as exc:
-        row.update(status=exc.reason, error=str(exc))
-        return row
-    height, width = rgb.shape[:2]
-    try:
-        face = extractor.extract(rgb)
-    except Exception as exc:  # noqa: BLE001 - one image's failure is its row's status, not the job's end
-        row.update(status=EXTRACTOR_ERROR, error=f"{extractor.name}: {type(exc).__name__}: {exc}")
-        return row
-    if face is None:
-        row.update(status=NO_FACE, error=f"{extractor.name} found no face in the {width}x{height} image")
-        return row
-    yaw, pitch, roll = estimate_face_pose(face.points, lset, width, height, face.depth)
-    row.update(
-        points=face.points.astype("float32").reshape(-1).tolist(), detected=True, detector=face.detector,
-        num_faces=int(face.num_faces),
-        score=_finite(face.score), bbox=[float(v) for v in face.bbox],
-        yaw=_finite(yaw), pitch=_finite(pitch), roll=_finite(roll),
-    )
-    return row
+    outcome = extract_outcome(extractor, lset, sample["status"], sample.get("error"), sample.get("image"))
+    return outcome_row(extractor, lset, dict(sample), outcome)
 
 
 # ------------------------------------------------------------------------------------------- shards
@@ -140,17 +99,15 @@ def landmark_shard(store: str, extractor_name: str, shard: int, piece: int = 0, 
     if pieces > 1:
         start, stop = piece_rows(table.num_rows, piece, pieces)
         table = table.slice(start, stop - start)
-    samples = table.to_pylist()
+    inputs = zip(*(table.column(key).to_pylist() for key in ("status", "error", "image")))
     t2 = time.perf_counter()
+    outcomes = [extract_outcome(extractor, lset, status, error, image) for status, error, image in inputs]
     counts = ShardCounts()
-    rows = []
-    for sample in samples:
-        row = extract_landmarks_row(extractor, lset, sample)
-        counts.add(row["status"])
-        rows.append(row)
+    for outcome in outcomes:
+        counts.add(outcome.status)
+    table_out = landmarks_table(extractor, lset, table, outcomes)
     t3 = time.perf_counter()
     out = layout.landmarks(extractor_name)
-    table_out = pa.Table.from_pylist(rows, schema=LANDMARKS)
     if pieces == 1:
         write_recorded_parquet(table_out, out.child(shard_file(shard)))
     else:   # a temporary piece: no commit record; the joined shard gets one (landmark_pieces.JoinPieces)

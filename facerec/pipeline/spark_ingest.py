@@ -292,7 +292,9 @@ def run_spark_ingest(plan: FilePlan, config: Any, out: Location, staging: Locati
     runs = tuple(r for s in summaries for r in s["runs"])
 
     buckets = max(1, BUCKETS_PER_SHARD * -(-rows // config.shard_size))
-    per_task = BUCKETS_PER_SHARD
+    # counting reads only light columns: TASKS_PER_CORE tasks per core are enough (each task costs
+    # ~50 ms of scheduling and worker round trips whatever it does), at least a shard's buckets each
+    per_task = max(BUCKETS_PER_SHARD, -(-buckets // (parallelism * TASKS_PER_CORE)))
     count_tasks = -(-buckets // per_task)
     counted = run_shards(spark, list(range(count_tasks)), CountTask(str(staging), runs, buckets, per_task, keep),
                          description="ingest: count buckets")
