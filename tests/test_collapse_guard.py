@@ -77,7 +77,7 @@ def _config(store: str, out: Path, **kw) -> TrainConfig:
     base = dict(store=store, out=str(out), backbone="resnet18", stem="imagenet", embedding_size=32, img_size=SIZE,
                 epochs=2, batch_size=8, lr=2e-3, warmup_epochs=0.0, num_workers=0, device="cpu", augment=False,
                 use_heatmaps=False, holdout_identity_frac=0.0, holdout_image_frac=0.0, log_every=1,
-                evaluate_after=False)
+                evaluate_after=False, use_cosface=False)       # ArcFace unless a test says otherwise
     base.update(kw)
     return TrainConfig(**base)
 
