@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STORE  ?= runs/store
 SOURCE ?=
 LFW    ?= ../shared/data/lfw
+CFP    ?= ../shared/data/cfp
 EXTRACTOR ?= mediapipe
 MASTER ?=
 IMG_SIZE ?= 112
@@ -13,7 +14,7 @@ HUB_SUBSET ?= --streaming --limit-classes 200 --max-samples 2000
 FACEREC := $(BIN)/python -m facerec.cli
 SPARK_OPTS = $(if $(MASTER),--master $(MASTER),)
 
-.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation bench-pose \
+.PHONY: install test test-fast bench bench-landmarks bench-reader bench-train bench-autoencoder bench-ablation bench-cfp-ablation bench-pose \
 	bench-gpu bench-codec-accuracy bench-scale ingest landmarks features canonical store demo clean help
 
 help:
@@ -30,6 +31,7 @@ help:
 	@echo "make store     all four in order (each one skipped when finished)"
 	@echo "               defaults: STORE=$(STORE) EXTRACTOR=$(EXTRACTOR) IMG_SIZE=$(IMG_SIZE) MASTER=local[*]"
 	@echo "make bench-scale  every stage at three generated sizes (benchmarks/results/scale.json)"
+	@echo "make bench-cfp-ablation  input arms x 3 seeds scored on CFP-FF/FP (benchmarks/results/cfp_ablation.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +94,10 @@ bench-autoencoder:
 
 bench-ablation:
 	$(BIN)/python benchmarks/ablation.py --lfw-dir $(LFW) --work runs/bench/ablation
+
+# The pose answer: 3 arms x 3 seeds on CFP-FF/FP (+ ArcFace beside), about 1 h on 2 cores
+bench-cfp-ablation:
+	$(BIN)/python -m benchmarks.cfp_ablation --lfw-dir $(LFW) --cfp-dir $(CFP) --work runs/bench/cfp_ablation
 
 # Detection and |yaw| on CFP frontal/profile, LFW and aligned crops, per extractor (before/after the
 # profile retries). MediaPipe on all CFP profiles; dlib on a sample (its CNN costs about 1 s a profile).

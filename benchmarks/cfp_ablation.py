@@ -201,14 +201,17 @@ def run(args: argparse.Namespace) -> dict:
         pairs_info[bench.name] = {"same": np.array([p.same for p in bench.pairs]),
                                   "bin_of": yaw_bin_of(*pair_yaws(bench.pairs, cfp_fset, row_of))}
     bins_fp = pairs_info["cfp-fp"]["bin_of"]
+    summary = summarise_ablation(runs, scores, pairs_info, baseline="rgb", draws=args.bootstrap)
+    lfw_people = {p.name for p in images.iterdir() if p.is_dir()}
     return {"what": "input-channel ablation on CFP (issue 13); train on LFW people who are not CFP people",
             "recipe": recipe, "settings": _settings(args), "steps_per_epoch": args.steps_per_epoch,
             "data": {"train_images": len(train_rel), "train_people": len(people), "excluded_cfp_people": len(excluded),
+                     "excluded_lfw_people": len(excluded & lfw_people),
                      "train_valid": int(fset.valid.sum())},
             "fp_pairs_per_yaw_bin": {b: int(np.sum(bins_fp == b)) for b in dict.fromkeys(bins_fp.tolist()) if b},
             "machine": machine_info(), "wall_hours": round((time.perf_counter() - t_start) / 3600, 3),
             "runs": runs, "comparison_runs": comparison,
-            "summary": summarise_ablation(runs, scores, pairs_info, baseline="rgb", draws=args.bootstrap)}
+            "summary": summary}
 
 
 def _settings(args: argparse.Namespace) -> dict:

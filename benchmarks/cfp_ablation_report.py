@@ -109,15 +109,27 @@ def _interval(e: dict | None, pct: bool = False) -> str:
     return f"{k * e['delta']:+.{d}f} [{k * e['low']:+.{d}f}, {k * e['high']:+.{d}f}]"
 
 
+def _budget(result: dict) -> str:
+    """Training time from each run's own log (a run may have been trained by an earlier call)."""
+    secs = [r["logged_seconds"] for r in result["runs"] + result.get("comparison_runs", [])
+            if r.get("logged_seconds")]
+    mine = [r["logged_seconds"] for r in result["runs"] if r.get("logged_seconds")]
+    text = (f"Training: {len(mine)} runs of the recipe, {min(mine):.0f}-{max(mine):.0f} s each, "
+            f"{sum(secs) / 3600:.2f} run-hours for all {len(secs)} runs" if mine else "Training time not logged")
+    return (f"{text}; this call (stores and runs reused, scoring, bootstrap) {60 * result['wall_hours']:.0f} min "
+            f"on {result['machine']['cpu_cores']} cores.")
+
+
 def markdown(result: dict) -> str:
     """The README's tables: per arm (mean ± std over seeds), the deltas against RGB, yaw bins, collapse."""
     s, data, st = result["summary"], result["data"], result["settings"]
     lines = [f"CFP ablation: {data['train_images']:,} LFW images of {data['train_people']:,} people (CFP's "
-             f"{data['excluded_cfp_people']} LFW people excluded), {st['backbone']} {st['img_size']} px, "
+             f"{data['excluded_cfp_people']} people excluded, {data.get('excluded_lfw_people', '?')} of them LFW "
+             f"folders), {st['backbone']} {st['img_size']} px, "
              f"{st['epochs']} epochs x {result['steps_per_epoch']} steps, batch {st['batch_size']}, recipe "
              f"{result['recipe']}, seeds {', '.join(map(str, st['seeds']))}. Test: all 7,000 CFP-FF and 7,000 CFP-FP pairs (10 folds each "
              "protocol), mirror-summed embeddings, cosine; accuracy: threshold chosen on 9 folds. "
-             f"Wall time {result['wall_hours']:.2f} h on {result['machine']['cpu_cores']} cores.", "",
+             f"{_budget(result)}", "",
              "| arm | train acc (last epoch) | CFP-FF acc % | CFP-FF AUC | CFP-FP acc % | CFP-FP AUC | "
              "CFP-FP TAR@FAR1e-2 | FF − FP (points) |", "|---|---|---|---|---|---|---|---|"]
     for arm, a in s["per_arm"].items():
@@ -183,7 +195,8 @@ def plot(result: dict, path: Path) -> Path:
         right.bar([j + (i - (len(arms) - 1) / 2) * width for j in range(len(bins))],
                   [v if v is not None else math.nan for v in vals], width, yerr=errs, capsize=2, label=arm)
     right.set_xticks(range(len(bins)))
-    right.set_xticklabels([f"|yaw| {b}" for b in bins])
+    counts = result.get("fp_pairs_per_yaw_bin", {})
+    right.set_xticklabels([f"|yaw| {b}\n{counts.get(b, '?')} pairs" for b in bins])
     right.set_ylim(0.5, 1.0)
     right.set_ylabel("AUC")
     right.set_title("CFP-FP AUC by the pair's larger |yaw|")
