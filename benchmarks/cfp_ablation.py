@@ -181,8 +181,8 @@ def run(args: argparse.Namespace) -> dict:
     for i, (seed, arm, rec) in enumerate(plan, 1):
         log.info("run %d/%d: %s %s seed %d", i, len(plan), rec, arm, seed)
         out, entry = train_one(args, str(fset.location), arm, seed, rec)
-        entry["collapse"] = collapse_verdict({"loss": entry["train_loss"], "accuracy": entry["train_accuracy"]},
-                                             len(people), recipe=rec)
+        entry["collapse"] = collapse_verdict({"epoch": args.epochs, "loss": entry["train_loss"],
+                                              "accuracy": entry["train_accuracy"]}, len(people), recipe=rec)
         entry["cfp"], run_scores = score_run_on_cfp(out, benches, work_cfp, args.device)
         entry["ff_minus_fp_accuracy"] = entry["cfp"]["cfp-ff"]["accuracy"] - entry["cfp"]["cfp-fp"]["accuracy"]
         if rec != recipe:                        # scored beside the arms, kept out of their summary

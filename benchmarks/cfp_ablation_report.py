@@ -25,20 +25,21 @@ METRICS = ("accuracy", "auc", "tar_at_far_1e-2")
 
 def collapse_verdict(final: dict, num_classes: int, *, recipe: str, scale: float | None = None,
                      margin: float | None = None) -> dict:
-    """Did the run end collapsed? Training accuracy under 5x chance, or (ArcFace) loss on the basin's plateau
-    with accuracy under 20x chance (the guard's rule, ``facerec.training.collapse``)."""
+    """Did the run end collapsed? Training accuracy under 5x chance, or the training guard's own verdict on
+    its last epoch (``facerec.training.collapse.CollapseGuard``: ArcFace's plateau near chance; it never
+    judges CosFace, which has no basin)."""
     from facerec.recognition.heads import DEFAULT_MARGIN, DEFAULT_SCALE
-    from facerec.training.collapse import collapse_plateau
+    from facerec.training.collapse import CollapseGuard
 
     m = DEFAULT_MARGIN[recipe] if margin is None else margin
     s = DEFAULT_SCALE[recipe] if scale is None else scale
-    plateau = collapse_plateau(num_classes, margin_type=recipe, s=s, m=m)
+    guard = CollapseGuard.for_run(num_classes, margin_type=recipe, s=s, m=m, margin_warmup_epochs=0.0,
+                                  warmup_epochs=0.0)
     chance = 1.0 / num_classes
-    on_plateau = (recipe == "arcface" and abs(final["loss"] - plateau) <= 0.25 * plateau
-                  and final["accuracy"] < min(20 * chance, 0.25))
+    on_plateau = guard.check(final["epoch"], final["loss"], final["accuracy"]) is not None
     under_chance = final["accuracy"] < 5 * chance
     return {"collapsed": bool(on_plateau or under_chance), "accuracy_over_chance": round(final["accuracy"] / chance, 1),
-            "plateau": round(plateau, 3), "on_plateau": bool(on_plateau), "under_5x_chance": bool(under_chance)}
+            "plateau": round(guard.plateau, 3), "on_plateau": on_plateau, "under_5x_chance": bool(under_chance)}
 
 
 def bootstrap_over_seeds(values: dict[str, list[float]], baseline: str, *, draws: int = 2000, seed: int = 0) -> dict:

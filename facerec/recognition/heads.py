@@ -108,5 +108,4 @@ class MarginHead(nn.Module):
 def create_head(embedding_size: int, num_classes: int, *, margin_type: str = "arcface",
                 s: float | None = None, m: float | None = None) -> MarginHead:
     """Build a head; ``None`` values keep the defaults (``DEFAULT_SCALE``, ``DEFAULT_MARGIN``)."""
-    return MarginHead(embedding_size, num_classes, margin_type=margin_type,
-                      s=DEFAULT_SCALE[margin_type] if s is None else s, m=m)
+    return MarginHead(embedding_size, num_classes, margin_type=margin_type, s=s, m=m)
