@@ -43,36 +43,50 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------------------- CPU accounting
-def _proc_table() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, user+system CPU seconds of the process itself)."""
+def _proc_table() -> dict[int, tuple[int, float, str]]:
+    """pid -> (parent pid, user+system CPU seconds of the process itself, command name)."""
     table = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
+                head, tail = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)
+                fields = tail.split()
+            except (OSError, ValueError):
                 continue
-            table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
+            table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, head.partition("(")[2])
     return table
 
 
-def process_tree_cpu(root: int | None = None) -> dict[int, float]:
-    """CPU seconds of ``root`` (default: this process) and of every live descendant."""
+def process_tree_cpu(root: int | None = None) -> dict[int, tuple[float, str]]:
+    """(CPU seconds, kind) of ``root`` (default: this process) and of every live descendant.
+
+    kind: ``driver`` (root), ``jvm`` (java) or ``python_workers`` (the PySpark daemon and its workers).
+    """
     table = _proc_table()
+    root = root or os.getpid()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
+    for pid, (ppid, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    out, stack = {}, [root or os.getpid()]
+    out, stack = {}, [root]
     while stack:
         pid = stack.pop()
         if pid in table:
-            out[pid] = table[pid][1]
+            _, cpu, name = table[pid]
+            out[pid] = (cpu, "driver" if pid == root else "jvm" if name == "java" else "python_workers")
         stack += children.get(pid, [])
     return out
 
 
-def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+def _cpu_delta(before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]]) -> float:
+    return sum(_cpu_by_kind(before, after).values())
+
+
+def _cpu_by_kind(before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]]) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, by kind of process (where the stage's overhead goes)."""
+    out: dict[str, float] = {}
+    for pid, (cpu, kind) in after.items():
+        out[kind] = round(out.get(kind, 0.0) + cpu - before.get(pid, (0.0, kind))[0], 2)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -138,8 +152,10 @@ def run_spark(spark: Any, store: Path, extractor: str) -> dict[str, Any]:
     start = time.perf_counter()
     result = run_landmarks(LandmarksConfig(store=str(store), extractor=extractor, overwrite=True), spark=spark)
     seconds = time.perf_counter() - start
-    cpu = _cpu_delta(before, process_tree_cpu())
-    return {"images": result.rows_in, "seconds": seconds, "cpu_seconds": cpu,
+    after = process_tree_cpu()
+    by_kind = _cpu_by_kind(before, after)
+    return {"images": result.rows_in, "seconds": seconds, "cpu_seconds": round(sum(by_kind.values()), 2),
+            "cpu_seconds_by_process": by_kind, "python_processes_started": len(set(after) - set(before)),
             "statuses": {"ok": result.ok, **result.rejected}, "shards": result.shards_done,
             "timings": result.extra.get("timings")}
 
