@@ -69,8 +69,8 @@ def _timed_map(pool: Any, fn: Any, items: list[Any], warm: list[Any]) -> tuple[l
     return out, time.perf_counter() - start, _cpu_seconds(pids) - cpu0
 
 
-def ok_image_bytes(store: Path) -> list[bytes]:
-    """Encoded bytes of every ``ok`` sample of a store's samples table, in RAM."""
+def ok_image_bytes(store: Path, limit: int | None = None) -> list[bytes]:
+    """Encoded bytes of every ``ok`` sample of a store's samples table (the first ``limit``), in RAM."""
     from facerec.pipeline.landmark_stage import read_samples_shard
     from facerec.store.layout import StoreLayout
 
@@ -80,6 +80,8 @@ def ok_image_bytes(store: Path) -> list[bytes]:
     for shard in range(shards):
         table = read_samples_shard(samples, shard, ["image", "status"])
         out += [r["image"] for r in table.to_pylist() if r["status"] == "ok"]
+        if limit is not None and len(out) >= limit:
+            return out[:limit]
     return out
 
 

@@ -77,10 +77,6 @@ def process_tree_cpu(root: int | None = None) -> dict[int, tuple[float, str]]:
     return out
 
 
-def _cpu_delta(before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]]) -> float:
-    return sum(_cpu_by_kind(before, after).values())
-
-
 def _cpu_by_kind(before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]]) -> dict[str, float]:
     """CPU seconds spent between two snapshots, by kind of process (where the stage's overhead goes)."""
     out: dict[str, float] = {}
@@ -108,27 +104,35 @@ def _noop(shard: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class WarmWorker:
-    """Untimed, like the bare pool's warm-up: import the stages and create ``extractor`` in a worker."""
+    """Untimed, like the bare pool's warm-up: import the stages and run ``extractor`` on real faces.
+
+    The faces matter: on an image without one, Face Mesh never runs its landmark model, which then
+    initialises inside the first timed task instead (the bare pool warms on real images too).
+    """
 
     extractor: str
+    images: tuple[bytes, ...]
 
     def __call__(self, item: int) -> dict[str, Any]:
-        import numpy as np
-
         import facerec.pipeline.feature_stage  # noqa: F401 - the import is the warm-up
         import facerec.pipeline.landmark_stage  # noqa: F401
+        from facerec.pipeline.decode import decode_rgb
         from facerec.pipeline.extractors.base import get_extractor
 
-        get_extractor(self.extractor).extract(np.zeros((64, 64, 3), np.uint8))   # builds its graphs
+        extractor = get_extractor(self.extractor)
+        for data in self.images:
+            extractor.extract(decode_rgb(data))
         return {"pid": os.getpid()}
 
 
-def warm_workers(spark: Any, extractor: str) -> float:
+def warm_workers(spark: Any, store: Path, extractor: str) -> float:
     """Seconds of one untimed job that warms every Python worker (the stage's cold start, reported)."""
+    from benchmarks.bare_work import ok_image_bytes
     from facerec.pipeline.spark import run_shards
 
+    images = tuple(ok_image_bytes(store, limit=2))
     start = time.perf_counter()
-    pids = {s["pid"] for s in run_shards(spark, list(range(WORKERS)), WarmWorker(extractor),
+    pids = {s["pid"] for s in run_shards(spark, list(range(WORKERS)), WarmWorker(extractor, images),
                                          description=f"warm {extractor}")}
     if len(pids) < WORKERS:
         log.warning("warm-up of %s ran in %d Python worker(s) of %d", extractor, len(pids), WORKERS)
@@ -168,8 +172,9 @@ def run_features_stage(spark: Any, store: Path, extractor: str) -> dict[str, Any
     start = time.perf_counter()
     result = run_features(FeaturesConfig(store=str(store), extractor=extractor, overwrite=True), spark=spark)
     seconds = time.perf_counter() - start
-    return {"images": result.rows_in, "seconds": seconds, "cpu_seconds": _cpu_delta(before, process_tree_cpu()),
-            "valid": result.ok}
+    by_kind = _cpu_by_kind(before, process_tree_cpu())
+    return {"images": result.rows_in, "seconds": seconds, "cpu_seconds": round(sum(by_kind.values()), 2),
+            "cpu_seconds_by_process": by_kind, "valid": result.ok, "timings": result.extra.get("timings")}
 
 
 def _alternate(name: str, arms: dict[str, Any], repeats: int) -> dict[str, Any]:
@@ -209,7 +214,7 @@ def bench(lfw: Path, work: Path, dlib_images: int, limit: int | None, shard_size
                            "spark_first_job_s": round(warmup, 2), "target_stage_over_bare": 0.85, "extractors": {}}
     for name, _ in plans:
         store = stores[name]
-        warm = warm_workers(spark, name)
+        warm = warm_workers(spark, store, name)
         out["extractors"][name] = _alternate(f"landmarks {name}", {
             "stage": lambda: run_spark(spark, store, name),
             "bare": lambda: bare_landmarks(store, name, WORKERS)}, repeats)

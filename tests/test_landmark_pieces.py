@@ -17,8 +17,9 @@ from store_compare import data_files, debris
 
 def test_pieces_cover_a_shard_and_only_when_shards_are_few() -> None:
     assert [piece_rows(10, p, 3) for p in range(3)] == [(0, 3), (3, 6), (6, 10)]
-    assert pieces_per_shard(num_shards=1, parallelism=2, shard_size=1024) == 8      # 400 dlib images: 1 shard
-    assert pieces_per_shard(num_shards=13, parallelism=2, shard_size=1024) == 1     # enough shards already
+    assert pieces_per_shard(num_shards=1, parallelism=2, shard_size=1024) == 16     # 400 dlib images: 1 shard
+    assert pieces_per_shard(num_shards=13, parallelism=2, shard_size=1024) == 2     # all LFW: 26 tasks, 13 a core
+    assert pieces_per_shard(num_shards=16, parallelism=2, shard_size=1024) == 1     # enough shards already
     assert pieces_per_shard(num_shards=1, parallelism=2, shard_size=8) == 1         # never under 16 rows
 
 
@@ -30,7 +31,7 @@ def test_pieces_write_the_same_shards(lfw_small_folder: Path, tmp_path: Path, sp
     shutil.copytree(whole, cut)
     monkeypatch.setattr(landmark_pieces, "MIN_PIECE_ROWS", 10_000)      # one task per shard
     run_landmarks(LandmarksConfig(store=str(whole), extractor="template"), spark)
-    monkeypatch.setattr(landmark_pieces, "MIN_PIECE_ROWS", 4)           # 2 shards -> 4 pieces each
+    monkeypatch.setattr(landmark_pieces, "MIN_PIECE_ROWS", 4)           # 2 shards -> 8 pieces each
     result = run_landmarks(LandmarksConfig(store=str(cut), extractor="template"), spark)
     assert result.rows_in == 120 and result.shards_done == 2
     assert data_files(whole) == data_files(cut)

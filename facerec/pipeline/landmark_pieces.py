@@ -2,8 +2,10 @@
 
 One task per shard leaves cores idle whenever there are few shards per core: 400 dlib images in one
 1,024-row shard ran on one of two cores (0.53 of the bare extractor), and 13 LFW shards on 2 cores end
-with one core idle for the last shard. So when there are fewer than ``TASKS_PER_CORE`` shards per core,
-each shard is cut into ``pieces`` equal row ranges, computed as separate Spark tasks that commit piece
+with one core idle for the last shard (7 shards on one core, 6 on the other: up to 1/7 of the stage).
+So when there are fewer than ``TASKS_PER_CORE`` shards per core, each shard is cut into ``pieces`` equal
+row ranges (13 shards on 2 cores: 26 tasks, 13 a core; the idle tail is at most about 1/8 of a core's
+work and usually a fraction of that), computed as separate Spark tasks that commit piece
 files (``_pieces/shard-N-KK.parquet``), and a second, light job joins each shard's pieces into the
 shard file (whole table, one chunk: the same bytes as a shard computed in one task) and removes them.
 With many shards (a cluster's usual case) ``pieces`` is 1 and nothing changes.
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 PIECES_DIR = "_pieces"
-TASKS_PER_CORE = 4      # aim for at least this many tasks per Spark core
+TASKS_PER_CORE = 8      # aim for at least this many tasks per Spark core
 MAX_PIECES = 16         # never cut a shard finer than this
 MIN_PIECE_ROWS = 16     # nor into pieces smaller than this (per-task cost stays small)
 
