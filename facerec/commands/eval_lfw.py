@@ -8,10 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from facerec.commands.options import Device
-from facerec.errors import ConfigError
-
-EMBEDDERS = ("dlib",)
+from facerec.commands.options import Device, DlibWorkers
 
 
 def register(app: typer.Typer) -> None:
@@ -25,22 +22,20 @@ def register(app: typer.Typer) -> None:
         per_fold: Annotated[Optional[int], typer.Option("--per-fold", min=1, help="Use only the first N same and N different pairs of each fold (quick runs).")] = None,
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="last.pt or best.pt (with --run).")] = "last.pt",
         device: Device = "auto",
+        workers: DlibWorkers = 1,
     ) -> None:
         """10-fold LFW accuracy (threshold chosen on 9 folds) +- std, AUC, TAR@FAR, EER; writes pairs_<name>.json
         and the ROC (the same as eval-pairs --benchmark lfw)."""
-        from facerec.commands.eval_pairs import print_reports
+        from facerec.commands.eval_pairs import check_choice, print_reports
         from facerec.evaluation.benchmarks import open_benchmark
         from facerec.evaluation.pair_eval import eval_pairs_dlib
         from facerec.recognition.pair_eval import eval_pairs_run
 
-        if (run is None) == (embedder is None):
-            raise ConfigError("eval-lfw: pass exactly one of --run RUNDIR or --embedder dlib")
-        if embedder is not None and embedder not in EMBEDDERS:
-            raise ConfigError(f"unknown embedder {embedder!r}; expected one of: {', '.join(EMBEDDERS)}")
+        check_choice("eval-lfw", run, embedder, workers)
         bench = open_benchmark("lfw", lfw_dir=lfw_dir, pairs_file=pairs_file)
         if run is not None:
             reports = eval_pairs_run([bench], run, out or run / "lfw", per_fold=per_fold, device=device,
                                      checkpoint=checkpoint)
         else:
-            reports = eval_pairs_dlib([bench], out or Path(f"lfw-{embedder}"), per_fold=per_fold)
+            reports = eval_pairs_dlib([bench], out or Path(f"lfw-{embedder}"), per_fold=per_fold, workers=workers)
         print_reports(reports)

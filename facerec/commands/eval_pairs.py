@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from facerec.commands.options import Device
+from facerec.commands.options import Device, DlibWorkers
 from facerec.errors import ConfigError
 
 EMBEDDERS = ("dlib",)
@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         per_fold: Annotated[Optional[int], typer.Option("--per-fold", min=1, help="Use only the first N same and N different pairs of each fold (quick runs).")] = None,
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="last.pt or best.pt (with --run).")] = "last.pt",
         device: Device = "auto",
+        workers: DlibWorkers = 1,
     ) -> None:
         """10-fold accuracy (threshold on 9 folds) +- std, AUC, TAR@FAR 1e-2/1e-3, EER, images per alignment
         path, and for CFP the FF - FP gap; writes pairs_<name>.json and a ROC per benchmark."""
@@ -32,17 +33,25 @@ def register(app: typer.Typer) -> None:
         from facerec.evaluation.pair_eval import eval_pairs_dlib
         from facerec.recognition.pair_eval import eval_pairs_run
 
-        if (run is None) == (embedder is None):
-            raise ConfigError("eval-pairs: pass exactly one of --run RUNDIR or --embedder dlib")
-        if embedder is not None and embedder not in EMBEDDERS:
-            raise ConfigError(f"unknown embedder {embedder!r}; expected one of: {', '.join(EMBEDDERS)}")
+        check_choice("eval-pairs", run, embedder, workers)
         out = out or (run / "pairs" if run is not None else Path(f"pairs-{embedder}"))
         benches = [open_benchmark(s, lfw_dir=lfw_dir, cfp_dir=cfp_dir, work=out / "work") for s in expand_specs(benchmark)]
         if run is not None:
             reports = eval_pairs_run(benches, run, out, per_fold=per_fold, device=device, checkpoint=checkpoint)
         else:
-            reports = eval_pairs_dlib(benches, out, per_fold=per_fold)
+            reports = eval_pairs_dlib(benches, out, per_fold=per_fold, workers=workers)
         print_reports(reports)
+
+
+def check_choice(command: str, run: Path | None, embedder: str | None, workers: int) -> None:
+    """Exactly one of --run / --embedder, a known embedder, and --workers only with the embedder."""
+    if (run is None) == (embedder is None):
+        raise ConfigError(f"{command}: pass exactly one of --run RUNDIR or --embedder dlib")
+    if embedder is not None and embedder not in EMBEDDERS:
+        raise ConfigError(f"unknown embedder {embedder!r}; expected one of: {', '.join(EMBEDDERS)}")
+    if run is not None and workers != 1:
+        raise ConfigError(f"{command}: --workers {workers} applies to --embedder dlib; a run's images go through "
+                          f"the store build (Spark), which uses every core already: drop --workers")
 
 
 def print_reports(reports: dict[str, dict]) -> None:

@@ -19,3 +19,4 @@ RunDir = Annotated[Path, typer.Option("--run", help="A run folder written by fac
 OutDir = Annotated[Path, typer.Option("--out", help="Run folder to write config, metrics, checkpoints and plots to.")]
 Partitions = Annotated[Optional[int], typer.Option("--partitions", min=1, help="At most this many Spark tasks at once; default one task per shard.")]
 ShardSize = Annotated[int, typer.Option("--shard-size", min=1, help="Rows per shard file (the unit of work of every later stage).")]
+DlibWorkers = Annotated[int, typer.Option("--workers", min=1, help="With --embedder dlib: embed the images in N processes (default 1: in this one). Each worker loads its own dlib models (about 100 MB of memory) and keeps one core busy; use at most one per core. Worth it on CFP-FP, where dlib's CNN detector costs 1-4 s per profile photo.")]

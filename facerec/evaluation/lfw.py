@@ -6,8 +6,8 @@ numbers are 1-based, the file is ``<images>/<name>/<name>_%04d.jpg``. The folds 
 
 The harness that embeds and scores them is ``facerec.evaluation.pair_eval`` (``eval-pairs``; ``eval-lfw``
 is its ``lfw`` case). This module keeps LFW's protocol and what the harness shares across benchmarks:
-- dlib (``facerec.evaluation.dlib_embedder``): one image at a time, scored by Euclidean distance (the
-  metric it was trained for), no mirroring.
+- dlib (``facerec.evaluation.dlib_embedder``): one image at a time (in one process or several,
+  ``embed_images_one_by_one``), scored by Euclidean distance (the metric it was trained for), no mirroring.
 - a trained run (``facerec.recognition.pair_eval.eval_pairs_run``): the pairs' images go through exactly the
   training data path: an ImageFolder of symlinks is built into an LFW store with the run's extractor and crop size
   (``facerec.pipeline.build.build_store``: landmarks, alignment, heatmaps, mask), and its rows are read
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import ConfigError, SourceError
+from facerec.evaluation.embed_workers import EmbedderFactory, embedded_images
 from facerec.evaluation.metrics import verification_metrics
 from facerec.evaluation.pairs import pair_images, subset_pairs  # noqa: F401 - LFW's callers import them here
 from facerec.evaluation.verification import cosine_scores, ten_fold_accuracy, yaw_binned_metrics
@@ -154,26 +155,24 @@ class EmbeddingCache:
 
 
 def embed_images_one_by_one(images_dir: Path, relpaths: Sequence[str], cache: EmbeddingCache,
-                            embed: Callable[[np.ndarray], tuple[np.ndarray, str]], *, save_every: int = 100) -> None:
-    """Fill ``cache`` for every path not in it: decode, ``embed(rgb) -> (vector, how)``; saves as it goes."""
+                            make_embedder: EmbedderFactory, *, workers: int = 1, save_every: int = 100) -> None:
+    """Fill ``cache`` for every path not in it with ``embed(rgb) -> (vector, how)`` of an embedder built by
+    ``make_embedder``: in this process, or in ``workers`` processes that each build their own
+    (``facerec.evaluation.embed_workers``; the factory must then be picklable). Results are stored in
+    path order and saved every ``save_every`` images either way, so an interrupted run continues."""
     from tqdm.auto import tqdm
 
-    from facerec.pipeline.decode import decode_rgb
-
     todo = [p for p in relpaths if p not in cache]
-    log.info("%d of %d images to embed (%d cached)", len(todo), len(relpaths), len(relpaths) - len(todo))
+    log.info("%d of %d images to embed (%d cached), %d worker(s)", len(todo), len(relpaths),
+             len(relpaths) - len(todo), workers)
     t0 = time.perf_counter()
-    for i, rel in enumerate(tqdm(todo, desc="embedding LFW images", disable=None), start=1):
-        path = images_dir / rel
-        try:
-            rgb = decode_rgb(path.read_bytes())
-        except OSError as exc:
-            raise SourceError(f"cannot read LFW image {path}: {exc}") from exc
-        vector, how = embed(rgb)
-        cache.put(rel, vector, how)
-        if i % save_every == 0:
-            cache.save()
-            log.info("%d/%d images embedded, %.2f s/image", i, len(todo), (time.perf_counter() - t0) / i)
+    with embedded_images(images_dir, todo, make_embedder, workers) as results:
+        progress = tqdm(results, total=len(todo), desc=f"embedding {images_dir.name} images", disable=None)
+        for i, (rel, (vector, how)) in enumerate(zip(todo, progress, strict=True), start=1):
+            cache.put(rel, vector, how)
+            if i % save_every == 0:
+                cache.save()
+                log.info("%d/%d images embedded, %.2f s/image", i, len(todo), (time.perf_counter() - t0) / i)
     cache.save()
 
 

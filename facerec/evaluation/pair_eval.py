@@ -8,6 +8,7 @@ Embedders:
 - ``dlib``: HOG (upsample 1), then dlib's CNN detector where HOG finds nothing (profiles), then a
   fall-back box (LFW's median HOG box for LFW, else the whole image; a ``.bin`` crop is already the
   aligned face); the 5-point predictor, ``get_face_chip`` and the ResNet; Euclidean distance, no mirror.
+  ``workers`` > 1 (``--workers``) spreads the images over that many processes (the CNN costs 1-4 s a profile).
 - a trained run (``facerec.recognition.pair_eval.eval_pairs_run``): the benchmark's images are built into a store with the run's extractor and crop size
   (landmarks with the profile retries, alignment, heatmaps, mask) and embedded with the run's channels,
   mirror-summed; cosine. An image without landmarks keeps the features stage's centre crop (for a
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from facerec.evaluation.benchmarks import Benchmark
@@ -56,17 +58,20 @@ def log_report(name: str, label: str, report: dict) -> None:
 
 
 def eval_pairs_dlib(benchmarks: Sequence[Benchmark], out: Path | str, *, per_fold: int | None = None,
-                    upsample: int = 1, metric: str = "euclidean") -> dict[str, dict]:
-    """dlib's embedder on each benchmark (see the module docstring); returns {benchmark: report}."""
+                    upsample: int = 1, metric: str = "euclidean", workers: int = 1) -> dict[str, dict]:
+    """dlib's embedder on each benchmark (see the module docstring); returns {benchmark: report}.
+
+    ``workers`` > 1 embeds the images in that many processes, each loading its own dlib models (same
+    results, see ``facerec.evaluation.embed_workers``)."""
     out = Path(out)
     reports, rocs = {}, {}
     for bench in benchmarks:
         pairs = subset_pairs(bench.pairs, per_fold)
         keys = sorted({p.path_a for p in pairs} | {p.path_b for p in pairs})
         box = LFW_MEDIAN_FACE_BOX if bench.dataset == "lfw" else None
-        embedder = DlibEmbedder(upsample=upsample, fallback_box=box, cnn_fallback=True)
+        make_embedder = partial(DlibEmbedder, upsample=upsample, fallback_box=box, cnn_fallback=True)
         cache = EmbeddingCache(out / f"embeddings-{bench.dataset}-dlib-up{upsample}-cnn.npz")
-        embed_images_one_by_one(bench.images_dir, keys, cache, embedder.embed)
+        embed_images_one_by_one(bench.images_dir, keys, cache, make_embedder, workers=workers)
         report, roc = pair_benchmark_report(pairs, score_lfw_pairs(pairs, cache.vectors, metric),
                                             {k: cache.how[k] for k in keys}, DLIB_FALLBACK)
         report.update({"embedder": "dlib", "metric": metric, "mirror": False, "upsample": upsample,
