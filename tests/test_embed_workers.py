@@ -42,7 +42,7 @@ def test_two_workers_give_what_one_process_gives(lfw_dir: Path, tmp_path: Path,
         cache = caches[workers] = EmbeddingCache(tmp_path / f"w{workers}.npz")
         with monkeypatch.context() as m:
             if workers == 1:     # one worker embeds here: no pool started
-                m.setattr(embed_workers.multiprocessing, "get_context", _no_pool)
+                m.setattr(embed_workers, "ProcessPoolExecutor", _no_pool)
             embed_images_one_by_one(images_dir, rels, cache, _dlib_factory(), workers=workers, save_every=4)
     one, two = caches[1], caches[2]
     assert sorted(one.vectors) == sorted(two.vectors) == sorted(rels)
@@ -88,6 +88,18 @@ def test_an_exception_that_cannot_be_unpickled_reaches_the_parent_as_a_facerec_e
     assert _picklable(plain) is plain
     odd = _picklable(ImageRejected("decode_failed", "cannot identify image"))
     assert type(odd) is FacerecError and "ImageRejected in an embedding worker: cannot identify image" in str(odd)
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    import os
+
+    from facerec.errors import FacerecError
+    from facerec.evaluation.embed_workers import embedded_images
+
+    die = partial(os._exit, 3)           # the "embedder factory" kills its worker process
+    with embedded_images(tmp_path, ["a.jpg", "b.jpg"], die, workers=2) as results:
+        with pytest.raises(FacerecError, match="an embedding worker process died"):
+            list(results)
 
 
 def test_workers_must_be_positive(tmp_path: Path) -> None:

@@ -12,14 +12,15 @@ import pytest
 
 @pytest.mark.slow
 def test_cfp_both_protocols_through_dlib(cfp_dir: Path, tmp_path: Path) -> None:
-    """1 same + 1 different pair per fold of FF and of FP (40 pairs, about 75 images, ~20 profiles)."""
+    """1 same + 1 different pair per fold of FF and of FP (40 pairs, about 75 images, ~20 profiles), in two
+    worker processes (``--workers 2``; the LFW test in test_eval_lfw.py takes the one-process path)."""
     from typer.testing import CliRunner
 
     from facerec.cli import app
 
     out = tmp_path / "pairs"
     result = CliRunner().invoke(app, ["eval-pairs", "--benchmark", "cfp", "--embedder", "dlib", "--cfp-dir",
-                                      str(cfp_dir), "--per-fold", "1", "--out", str(out)])
+                                      str(cfp_dir), "--per-fold", "1", "--out", str(out), "--workers", "2"])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "pairs_dlib.json").read_text())
     ff, fp = doc["benchmarks"]["cfp-ff"], doc["benchmarks"]["cfp-fp"]

@@ -5,8 +5,11 @@ core, so CFP-FP (7,000 pairs) takes over an hour in one process. Workers are sta
 method (dlib's models are C++ objects that cannot be pickled, and forking a parent that holds threads is
 unsafe): each one builds its own embedder from ``make_embedder``, a picklable factory (the class, or a
 ``functools.partial`` of it), and reads and decodes its images itself, so only relative paths go out
-and (vector, how) pairs come back, in order (``imap``). One worker (the default) runs in this process
-and starts no pool. Either way an image is embedded by ``embed_file``, so both give the same result.
+and (vector, how) pairs come back, in order (``ProcessPoolExecutor.map``, chunks of one image). The
+executor rather than ``multiprocessing.Pool``: when a worker dies (out of memory, a crash in C++, a
+script without a ``__main__`` guard) it fails at once, where ``Pool`` starts replacements and waits
+forever. One worker (the default) runs in this process and starts no pool. Either way an image is
+embedded by ``embed_file``, so both give the same result.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -55,8 +60,22 @@ def embedded_images(images_dir: Path, todo: Sequence[str], make_embedder: Embedd
         yield _embed_here(images_dir, todo, make_embedder)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(images_dir, make_embedder)) as pool:
-        yield pool.imap(_embed_in_worker, todo, chunksize=1)
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+                               initargs=(images_dir, make_embedder))
+    try:
+        yield _unbroken(pool.map(_embed_in_worker, todo, chunksize=1))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _unbroken(results: Iterator[tuple[np.ndarray, str]]) -> Iterator[tuple[np.ndarray, str]]:
+    """The pool's results; a worker that died is a clear error (``multiprocessing.Pool`` would hang)."""
+    try:
+        yield from results
+    except BrokenProcessPool as exc:
+        raise FacerecError("an embedding worker process died (out of memory, a crash inside dlib, or a calling "
+                           "script without an `if __name__ == '__main__':` guard, which the 'spawn' start "
+                           "method needs); rerun: the embedding cache keeps what was saved") from exc
 
 
 def _embed_here(images_dir: Path, todo: Sequence[str], make_embedder: EmbedderFactory
@@ -74,8 +93,8 @@ _worker: tuple[Path, ImageEmbedder] | BaseException | None = None
 
 
 def _init_worker(images_dir: Path, make_embedder: EmbedderFactory) -> None:
-    """Build this worker's embedder. A failure is kept and raised by the first task: an initializer that
-    raises makes the pool start replacement workers forever instead of reporting it."""
+    """Build this worker's embedder. A failure is kept and raised by the first task, so the parent gets
+    the error itself (an initializer that raises only marks the executor broken)."""
     global _worker
     try:
         _worker = (images_dir, make_embedder())
