@@ -1,15 +1,16 @@
 """Benchmark images -> (embedding, how it was aligned), in this process or in a pool of worker processes.
 
-Why a pool: dlib's CNN face detector, the fall-back for profiles, costs 1-4 s per CFP profile on one
-core, so CFP-FP (7,000 pairs) takes over an hour in one process. Workers are started with the "spawn"
-method (dlib's models are C++ objects that cannot be pickled, and forking a parent that holds threads is
-unsafe): each one builds its own embedder from ``make_embedder``, a picklable factory (the class, or a
-``functools.partial`` of it), and reads and decodes its images itself, so only relative paths go out
-and (vector, how) pairs come back, in order (``ProcessPoolExecutor.map``, chunks of one image). The
-executor rather than ``multiprocessing.Pool``: when a worker dies (out of memory, a crash in C++, a
-script without a ``__main__`` guard) it fails at once, where ``Pool`` starts replacements and waits
-forever. One worker (the default) runs in this process and starts no pool. Either way an image is
-embedded by ``embed_file``, so both give the same result.
+Why a pool: dlib's CNN face detector, the fall-back for profiles, costs 0.4-4 s per CFP profile on one
+core (by machine load), so CFP-FP (7,000 pairs) can take over an hour in one process. Workers are
+started with the "spawn" method (dlib's models are C++ objects that cannot be pickled, and forking a
+parent that holds threads is unsafe): each one builds its own embedder from ``make_embedder``, a
+picklable factory (the class, or a ``functools.partial`` of it), and reads and decodes its images
+itself, so only relative paths go out and (vector, how) pairs come back, in order
+(``ProcessPoolExecutor.map``, chunks of one image). The executor rather than ``multiprocessing.Pool``:
+when a worker dies (out of memory, a crash in C++, a script without a ``__main__`` guard) it fails at
+once, where ``Pool`` starts replacements and waits forever. One worker (the default) runs in this
+process and starts no pool. Either way an image is embedded by ``embed_file``, so both give the same
+result.
 """
 
 from __future__ import annotations
