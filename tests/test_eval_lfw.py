@@ -87,12 +87,14 @@ def test_dlib_on_forty_real_pairs_is_far_above_chance(lfw_dir: Path, tmp_path: P
 
     out = tmp_path / "dlib"
     result = CliRunner().invoke(app, ["eval-lfw", "--lfw-dir", str(lfw_dir), "--embedder", "dlib",
-                                      "--per-fold", "2", "--out", str(out)])
+                                      "--per-fold", "2", "--out", str(out), "--yaw-from", "none"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "pairs_dlib.json").read_text())["benchmarks"]["lfw"]
     assert report["num_pairs"] == 40 and len(report["ten_fold"]["fold_accuracies"]) == 10
     assert report["ten_fold"]["mean"] >= 0.9, report["ten_fold"]
     assert report["verification"]["auc"] >= 0.95 and 0 <= report["eer"] < 0.1
+    assert report["yaw_bins"] is None and report["yaw_source"] is None      # --yaw-from none: no store built
+    assert not (out / "work").exists()
     alignment = report["alignment"]
     assert sum(alignment["images"].values()) == alignment["num_images"]
     assert (out / "roc_lfw_dlib.png").stat().st_size > 5000

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from facerec.commands.options import Device, DlibWorkers
+from facerec.commands.options import Device, DlibWorkers, YawFrom
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="last.pt or best.pt (with --run).")] = "last.pt",
         device: Device = "auto",
         workers: DlibWorkers = 1,
+        yaw_from: YawFrom = "mediapipe",
     ) -> None:
         """10-fold LFW accuracy (threshold chosen on 9 folds) +- std, AUC, TAR@FAR, EER; writes pairs_<name>.json
         and the ROC (the same as eval-pairs --benchmark lfw)."""
@@ -31,11 +32,12 @@ def register(app: typer.Typer) -> None:
         from facerec.evaluation.pair_eval import eval_pairs_dlib
         from facerec.recognition.pair_eval import eval_pairs_run
 
-        check_choice("eval-lfw", run, embedder, workers)
+        pose_from = check_choice("eval-lfw", run, embedder, workers, yaw_from)
         bench = open_benchmark("lfw", lfw_dir=lfw_dir, pairs_file=pairs_file)
         if run is not None:
             reports = eval_pairs_run([bench], run, out or run / "lfw", per_fold=per_fold, device=device,
                                      checkpoint=checkpoint)
         else:
-            reports = eval_pairs_dlib([bench], out or Path(f"lfw-{embedder}"), per_fold=per_fold, workers=workers)
+            reports = eval_pairs_dlib([bench], out or Path(f"lfw-{embedder}"), per_fold=per_fold, workers=workers,
+                                      yaw_from=pose_from)
         print_reports(reports)

@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from facerec.commands.options import Device, DlibWorkers
+from facerec.commands.options import Device, DlibWorkers, YawFrom
 from facerec.errors import ConfigError
 
 EMBEDDERS = ("dlib",)
+YAW_SOURCES = ("mediapipe", "none")      # --yaw-from: the first is the default
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="last.pt or best.pt (with --run).")] = "last.pt",
         device: Device = "auto",
         workers: DlibWorkers = 1,
+        yaw_from: YawFrom = "mediapipe",
     ) -> None:
         """10-fold accuracy (threshold on 9 folds) +- std, AUC, TAR@FAR 1e-2/1e-3, EER, images per alignment
         path, and for CFP the FF - FP gap; writes pairs_<name>.json and a ROC per benchmark."""
@@ -33,25 +35,33 @@ def register(app: typer.Typer) -> None:
         from facerec.evaluation.pair_eval import eval_pairs_dlib
         from facerec.recognition.pair_eval import eval_pairs_run
 
-        check_choice("eval-pairs", run, embedder, workers)
+        pose_from = check_choice("eval-pairs", run, embedder, workers, yaw_from)
         out = out or (run / "pairs" if run is not None else Path(f"pairs-{embedder}"))
         benches = [open_benchmark(s, lfw_dir=lfw_dir, cfp_dir=cfp_dir, work=out / "work") for s in expand_specs(benchmark)]
         if run is not None:
             reports = eval_pairs_run(benches, run, out, per_fold=per_fold, device=device, checkpoint=checkpoint)
         else:
-            reports = eval_pairs_dlib(benches, out, per_fold=per_fold, workers=workers)
+            reports = eval_pairs_dlib(benches, out, per_fold=per_fold, workers=workers, yaw_from=pose_from)
         print_reports(reports)
 
 
-def check_choice(command: str, run: Path | None, embedder: str | None, workers: int) -> None:
-    """Exactly one of --run / --embedder, a known embedder, and --workers only with the embedder."""
+def check_choice(command: str, run: Path | None, embedder: str | None, workers: int,
+                 yaw_from: str = YAW_SOURCES[0]) -> str | None:
+    """Exactly one of --run / --embedder, a known embedder, --workers and --yaw-from only with the
+    embedder; returns the extractor whose pose bins the pairs (None: no bins)."""
     if (run is None) == (embedder is None):
         raise ConfigError(f"{command}: pass exactly one of --run RUNDIR or --embedder dlib")
     if embedder is not None and embedder not in EMBEDDERS:
         raise ConfigError(f"unknown embedder {embedder!r}; expected one of: {', '.join(EMBEDDERS)}")
+    if yaw_from not in YAW_SOURCES:
+        raise ConfigError(f"unknown --yaw-from {yaw_from!r}; expected one of: {', '.join(YAW_SOURCES)}")
     if run is not None and workers != 1:
         raise ConfigError(f"{command}: --workers {workers} applies to --embedder dlib; a run's images go through "
                           f"the store build (Spark), which uses every core already: drop --workers")
+    if run is not None and yaw_from != YAW_SOURCES[0]:
+        raise ConfigError(f"{command}: --yaw-from applies to --embedder dlib; a run's pairs are binned by the pose "
+                          f"of its own store")
+    return None if yaw_from == "none" else yaw_from
 
 
 def print_reports(reports: dict[str, dict]) -> None:
@@ -65,6 +75,18 @@ def print_reports(reports: dict[str, dict]) -> None:
         console.print(f"{name}: {r['num_pairs']} pairs, {len(t['fold_accuracies'])} folds, accuracy "
                       f"{100 * t['mean']:.2f}% +- {100 * t['std']:.2f}{extra} ({r['metric']} scores, mirror "
                       f"{r['mirror']}); images by alignment {r['alignment']['images']}")
+        if r.get("yaw_bins"):
+            console.print(f"  by the pair's larger |yaw| (accuracy, pairs): {yaw_bin_cells(r['yaw_bins'])}")
     if "cfp-ff" in reports and "cfp-fp" in reports:
         gap = reports["cfp-ff"]["ten_fold"]["mean"] - reports["cfp-fp"]["ten_fold"]["mean"]
         console.print(f"CFP FF - FP: {100 * gap:.2f} points")
+
+
+def yaw_bin_cells(yaw_bins: dict) -> str:
+    """``0-15 98.1% (1234), 15-30 ...`` over the bins that hold pairs."""
+    cells = []
+    for name, entry in yaw_bins["bins"].items():
+        if entry["num_pairs"]:
+            acc = "-" if entry["accuracy"] is None else f"{100 * entry['accuracy']:.1f}%"
+            cells.append(f"{name} {acc} ({entry['num_pairs']})")
+    return ", ".join(cells)
