@@ -125,6 +125,7 @@ def test_a_trained_run_goes_through_the_training_data_path(lfw_dir: Path, tmp_pa
     assert sum(faces.values()) == report["alignment"]["num_images"] == 40
     assert faces.get("aligned", 0) >= 35          # dlib finds nearly every LFW face
     assert 0.0 <= report["ten_fold"]["mean"] <= 1.0 and report["yaw_bins"] is not None
+    assert report["yaw_source"].startswith("mediapipe landmarks")      # a dlib run, binned by MediaPipe's pose
     cached = np.load(tmp_path / "run" / "pairs" / "embeddings-lfw-run-last-step1.npz")
     assert cached["embeddings"].shape == (40, 32)
     again = eval_pairs_run([bench], tmp_path / "run", per_fold=1, device="cpu")["lfw"]   # all from the cache

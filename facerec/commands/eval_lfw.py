@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         bench = open_benchmark("lfw", lfw_dir=lfw_dir, pairs_file=pairs_file)
         if run is not None:
             reports = eval_pairs_run([bench], run, out or run / "lfw", per_fold=per_fold, device=device,
-                                     checkpoint=checkpoint)
+                                     checkpoint=checkpoint, yaw_from=pose_from)
         else:
             reports = eval_pairs_dlib([bench], out or Path(f"lfw-{embedder}"), per_fold=per_fold, workers=workers,
                                       yaw_from=pose_from)

@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
         out = out or (run / "pairs" if run is not None else Path(f"pairs-{embedder}"))
         benches = [open_benchmark(s, lfw_dir=lfw_dir, cfp_dir=cfp_dir, work=out / "work") for s in expand_specs(benchmark)]
         if run is not None:
-            reports = eval_pairs_run(benches, run, out, per_fold=per_fold, device=device, checkpoint=checkpoint)
+            reports = eval_pairs_run(benches, run, out, per_fold=per_fold, device=device, checkpoint=checkpoint,
+                                     yaw_from=pose_from)
         else:
             reports = eval_pairs_dlib(benches, out, per_fold=per_fold, workers=workers, yaw_from=pose_from)
         print_reports(reports)
@@ -47,8 +48,8 @@ def register(app: typer.Typer) -> None:
 
 def check_choice(command: str, run: Path | None, embedder: str | None, workers: int,
                  yaw_from: str = YAW_SOURCES[0]) -> str | None:
-    """Exactly one of --run / --embedder, a known embedder, --workers and --yaw-from only with the
-    embedder; returns the extractor whose pose bins the pairs (None: no bins)."""
+    """Exactly one of --run / --embedder, a known embedder, --workers only with the embedder, a known
+    --yaw-from; returns the extractor whose pose bins the pairs (None: no bins)."""
     if (run is None) == (embedder is None):
         raise ConfigError(f"{command}: pass exactly one of --run RUNDIR or --embedder dlib")
     if embedder is not None and embedder not in EMBEDDERS:
@@ -58,9 +59,6 @@ def check_choice(command: str, run: Path | None, embedder: str | None, workers: 
     if run is not None and workers != 1:
         raise ConfigError(f"{command}: --workers {workers} applies to --embedder dlib; a run's images go through "
                           f"the store build (Spark), which uses every core already: drop --workers")
-    if run is not None and yaw_from != YAW_SOURCES[0]:
-        raise ConfigError(f"{command}: --yaw-from applies to --embedder dlib; a run's pairs are binned by the pose "
-                          f"of its own store")
     return None if yaw_from == "none" else yaw_from
 
 
