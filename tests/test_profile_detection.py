@@ -50,3 +50,22 @@ def test_dlib_cnn_finds_profiles_hog_misses(cfp_dir):
     found = [ex.extract(decode_rgb(p.read_bytes())) for p in _profiles(cfp_dir, 200)]   # 10 profiles
     kinds = [f.detector for f in found if f is not None]
     assert len(kinds) >= 9 and kinds.count(CNN) >= 5 and set(kinds) <= {HOG, CNN}
+
+
+@pytest.mark.slow
+def test_dlib_cnn_looks_again_at_upsample_1_for_small_profiles(cfp_dir):
+    """Small CFP profiles (under 100 px) that HOG and the CNN at upsample 0 miss: the retry finds them."""
+    from facerec.pipeline.extractors.dlib_cnn import DlibCnnDetector
+
+    images = cfp_dir / "cfp-dataset" / "Data" / "Images"
+    rgbs = [decode_rgb((images / rel).read_bytes()) for rel in ("084/profile/04.jpg", "091/profile/03.jpg",
+                                                                 "104/profile/03.jpg")]
+    assert all(max(rgb.shape[:2]) < 100 for rgb in rgbs)
+    assert [len(DlibCnnDetector(retry_upsample=None).detect(rgb)[0]) for rgb in rgbs] == [0, 0, 0]
+    boxes = [DlibCnnDetector().detect(rgb)[0] for rgb in rgbs]
+    for rgb, found in zip(rgbs, boxes):
+        h, w = rgb.shape[:2]
+        assert len(found) == 1
+        x0, y0, x1, y1 = found[0]
+        # a box on the face, which in these tight photos may run a little past the edges
+        assert -0.25 * w <= x0 < x1 <= 1.25 * w and -0.25 * h <= y0 < y1 <= 1.25 * h and x1 - x0 >= 0.3 * w
