@@ -42,6 +42,7 @@ def test_cfp_both_protocols_through_dlib(cfp_dir: Path, tmp_path: Path) -> None:
     cache = np.load(out / "embeddings-cfp-dlib-up1-cnn.npz")
     assert len(cache["paths"]) == len(set(cache["paths"])) >= ff["alignment"]["num_images"]
     assert (out / "roc_cfp-fp_dlib.png").stat().st_size > 5000
+    assert (out / "yaw_auc_dlib.png").stat().st_size > 5000          # AUC by |yaw| bin, FF and FP side by side
 
 
 @pytest.mark.slow

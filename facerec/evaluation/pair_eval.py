@@ -33,7 +33,7 @@ from facerec.evaluation.lfw import (LFW_MEDIAN_FACE_BOX, EmbeddingCache, build_l
                                    pair_yaws, score_lfw_pairs)
 from facerec.evaluation.pair_report import cfp_gap, pair_benchmark_report
 from facerec.evaluation.pairs import subset_pairs
-from facerec.evaluation.plots import plot_roc
+from facerec.evaluation.plots import plot_roc, plot_yaw_bins
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,18 @@ YAW_STORE_IMG_SIZE = 112           # the crop size of that store: a 112 px Media
 
 
 def write_pairs_result(out: Path, label: str, reports: dict[str, dict], rocs: dict) -> Path:
-    """``out/pairs_<label>.json`` and ``out/roc_<benchmark>_<label>.png`` per benchmark with a ROC."""
+    """``out/pairs_<label>.json``, ``out/roc_<benchmark>_<label>.png`` per benchmark with a ROC, and
+    ``out/yaw_auc_<label>.png``: AUC by the pair's larger |yaw|, one bar per benchmark with yaw bins."""
     out.mkdir(parents=True, exist_ok=True)
     for name, roc in rocs.items():
         if roc is not None:
             plot_roc({label: (roc[0], roc[1], reports[name]["verification"]["auc"])}, out / f"roc_{name}_{label}.png",
                      title=f"{name} ROC")
+    binned = {name: r["yaw_bins"] for name, r in reports.items() if r.get("yaw_bins") and r["yaw_bins"]["note"] is None}
+    if binned:
+        table = {name: {b: e["auc"] for b, e in y["bins"].items()} for name, y in binned.items()}
+        pairs = {name: {b: e["num_pairs"] for b, e in y["bins"].items()} for name, y in binned.items()}
+        plot_yaw_bins(table, out / f"yaw_auc_{label}.png", f"AUC ({label})", chance=0.5, counts=pairs)
     result = {"benchmarks": reports, "cfp_ff_minus_fp": cfp_gap(reports)}
     path = out / f"pairs_{label}.json"
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")

@@ -86,7 +86,8 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]
 
 def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, metric_name: str,
                   errors: Mapping[str, Mapping[str, float | None]] | None = None,
-                  binned_by: str = "the pair's larger |yaw|", chance: float | None = None) -> Path:
+                  binned_by: str = "the pair's larger |yaw|", chance: float | None = None,
+                  counts: Mapping[str, Mapping[str, int]] | None = None) -> Path:
     """Grouped bars: one group per yaw bin, one bar per label. A None value (too few pairs) is left empty.
 
     table: label -> {bin name -> value}; bins keep the order of the first label's mapping.
@@ -94,6 +95,8 @@ def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, m
     binned_by: what the bins measure, for the title (pairs for verification, faces for landmarks).
     chance: the value a guess gets (0.5 for AUC): the axis starts there and a dashed line marks it, so
     bars are read against chance rather than against a zoomed axis.
+    counts: optional label -> {bin name -> pairs (or faces)}, written on each bar, so a bar of 30 pairs
+    is not read like one of 3,000.
     """
     if not table:
         raise ConfigError(f"no yaw-bin values to plot for {path}")
@@ -110,7 +113,10 @@ def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, m
         if errors is not None and label in errors:
             yerr = [errors[label].get(b) or 0.0 if v is not None else 0.0 for b, v in zip(bins, values)]
         bars = ax.bar(xs, heights, width=width, label=label, yerr=yerr, capsize=3 if yerr else 0)
-        for bar, v in zip(bars, values):
+        for bar, v, b in zip(bars, values, bins):
+            n = counts.get(label, {}).get(b) if counts is not None else None
+            if v is not None and n is not None:
+                ax.text(bar.get_x() + bar.get_width() / 2, v, f"{n:,}", ha="center", va="bottom", fontsize=7)
             if v is None:
                 bar.set_alpha(0.0)
                 ax.text(bar.get_x() + bar.get_width() / 2, 0.03, "n/a", ha="center", fontsize=7, rotation=90,
