@@ -9,7 +9,7 @@ Embedders:
   fall-back box (LFW's median HOG box for LFW, else the whole image; a ``.bin`` crop is already the
   aligned face); the 5-point predictor, ``get_face_chip`` and the ResNet; Euclidean distance, no mirror.
   Its pairs are binned by MediaPipe's calibrated yaw (``pose_of_images``), as a MediaPipe run's are.
-  ``workers`` > 1 (``--workers``) spreads the images over that many processes (the CNN costs 1-4 s a profile).
+  ``workers`` > 1 (``--workers``) spreads the images over that many processes (the CNN costs 0.4-4 s a profile, by load).
 - a trained run (``facerec.recognition.pair_eval.eval_pairs_run``): the benchmark's images are built into a store with the run's extractor and crop size
   (landmarks with the profile retries, alignment, heatmaps, mask) and embedded with the run's channels,
   mirror-summed; cosine. An image without landmarks keeps the features stage's centre crop (for a
