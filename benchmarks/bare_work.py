@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import proc_stat
+
 _STATE: dict[str, Any] = {}
 
 
@@ -48,16 +50,7 @@ def _features(args: tuple[dict, dict | None]) -> str:
 
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of these processes, from /proc."""
-    import os
-
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(stat.cpu_seconds for stat in map(proc_stat, pids) if stat is not None)
 
 
 def _timed_map(pool: Any, fn: Any, items: list[Any], warm: list[Any]) -> tuple[list[Any], float, float]:

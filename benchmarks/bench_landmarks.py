@@ -31,50 +31,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import proc_stats, process_tree
 from facerec.pipeline.ingest import IngestConfig, run_ingest
 from facerec.pipeline.landmark_stage import LandmarksConfig, run_landmarks
-from facerec.store.layout import StoreLayout
 
 log = logging.getLogger("bench_landmarks")
 
 WORKERS = 2
 LFW_IMAGES = 13_233
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------------------- CPU accounting
-def _proc_table() -> dict[int, tuple[int, float, str]]:
-    """pid -> (parent pid, user+system CPU seconds of the process itself, command name)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                head, tail = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)
-                fields = tail.split()
-            except (OSError, ValueError):
-                continue
-            table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, head.partition("(")[2])
-    return table
-
-
 def process_tree_cpu(root: int | None = None) -> dict[int, tuple[float, str]]:
     """(CPU seconds, kind) of ``root`` (default: this process) and of every live descendant.
 
     kind: ``driver`` (root), ``jvm`` (java) or ``python_workers`` (the PySpark daemon and its workers).
     """
-    table = _proc_table()
+    stats = proc_stats()
     root = root or os.getpid()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    out, stack = {}, [root]
-    while stack:
-        pid = stack.pop()
-        if pid in table:
-            _, cpu, name = table[pid]
-            out[pid] = (cpu, "driver" if pid == root else "jvm" if name == "java" else "python_workers")
-        stack += children.get(pid, [])
-    return out
+    return {pid: (stats[pid].cpu_seconds, "driver" if pid == root else "jvm" if stats[pid].name == "java"
+                  else "python_workers") for pid in process_tree(root, stats)}
 
 
 def _cpu_by_kind(before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]]) -> dict[str, float]:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import proc_stats, process_tree
 from benchmarks.crop_codecs import copy_store, folder_bytes
 from facerec.store.layout import StoreLayout
 
@@ -91,22 +92,8 @@ def first_batch_seconds(loader) -> tuple[float, object]:
 def process_tree_cpu_seconds() -> float:
     """CPU seconds (user + system) of this process and all its descendants (DataLoader workers, the
     forkserver), from /proc: throughput per CPU-second is what survives a shared, loaded machine."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parent, cpu = {}, {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            parent[int(name)] = int(fields[1])
-            cpu[int(name)] = (int(fields[11]) + int(fields[12])) / tick
-    total, stack = 0.0, [os.getpid()]
-    while stack:
-        pid = stack.pop()
-        total += cpu.get(pid, 0.0)
-        stack += [child for child, ppid in parent.items() if ppid == pid]
-    return total
+    stats = proc_stats()
+    return sum(stats[pid].cpu_seconds for pid in process_tree(os.getpid(), stats))
 
 
 class RamDataset:

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import proc_stats, process_tree
+
 log = logging.getLogger("bench_scale")
 
 STAGES = ("ingest", "landmarks", "features", "canonical")
@@ -83,20 +85,7 @@ def make_source(lfw: Path, rows: int, dest: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------- memory
 def _children(root: int) -> list[int]:
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                table[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-    out, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        kids = [p for p, pp in table.items() if pp == pid]
-        out += kids
-        stack += kids
-    return out
+    return [pid for pid in process_tree(root, proc_stats()) if pid != root]
 
 
 def _kind(pid: int) -> str:

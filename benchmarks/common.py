@@ -12,10 +12,52 @@ import datetime as _dt
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------------- /proc
+@dataclass(frozen=True)
+class ProcStat:
+    """What the benchmarks read of ``/proc/PID/stat``: CPU seconds are what survive a shared machine."""
+
+    ppid: int
+    cpu_seconds: float      # user + system of the process itself (not of its children)
+    name: str               # the command name (``java``, ``python``, ...)
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """``/proc/PID/stat`` of one process; None when it is gone (or unreadable)."""
+    try:
+        head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+        fields = tail.split()
+        return ProcStat(int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, head.partition("(")[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def proc_stats() -> dict[int, ProcStat]:
+    """Every live process: pid -> its ``ProcStat``."""
+    stats = ((int(entry), proc_stat(int(entry))) for entry in os.listdir("/proc") if entry.isdigit())
+    return {pid: stat for pid, stat in stats if stat is not None}
+
+
+def process_tree(root: int, stats: dict[int, ProcStat]) -> list[int]:
+    """``root`` (if alive) and every live descendant, from one ``proc_stats`` snapshot."""
+    children: dict[int, list[int]] = {}
+    for pid, stat in stats.items():
+        children.setdefault(stat.ppid, []).append(pid)
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if pid in stats:
+            out.append(pid)
+        stack += children.get(pid, [])
+    return out
 
 
 def _cpu_model() -> str:
