@@ -41,6 +41,7 @@ from facerec.pipeline.build import build_store
 from facerec.pipeline.sources import DEFAULT_SOURCE, check_hub_reachable, hub_offline
 from facerec.recognition.config import TrainConfig
 from facerec.report import build_report
+from facerec.report.recogniser import LOSS_NAMES
 from facerec.store.layout import StoreLayout
 
 log = logging.getLogger(__name__)
@@ -369,7 +370,7 @@ def _train_config(cfg: DemoConfig) -> TrainConfig:
 
 
 def _loss_label(tcfg: TrainConfig) -> str:
-    return {"arcface": "ArcFace", "cosface": "CosFace"}.get(tcfg.margin_type, tcfg.margin_type)
+    return LOSS_NAMES.get(tcfg.margin_type, tcfg.margin_type)
 
 
 def _train_and_evaluate(cfg: DemoConfig, tcfg: TrainConfig, clock: _Clock) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from facerec.evaluation.lfw import (LFW_MEDIAN_FACE_BOX, EmbeddingCache, build_l
                                    pair_yaws, score_lfw_pairs)
 from facerec.evaluation.pair_report import cfp_gap, pair_benchmark_report
 from facerec.evaluation.pairs import subset_pairs
-from facerec.evaluation.plots import plot_roc, plot_yaw_bins
+from facerec.evaluation.plots import plot_roc, plot_yaw_auc
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,7 @@ def write_pairs_result(out: Path, label: str, reports: dict[str, dict], rocs: di
         if roc is not None:
             plot_roc({label: (roc[0], roc[1], reports[name]["verification"]["auc"])}, out / f"roc_{name}_{label}.png",
                      title=f"{name} ROC")
-    binned = {name: r["yaw_bins"] for name, r in reports.items() if r.get("yaw_bins") and r["yaw_bins"]["note"] is None}
-    if binned:
-        table = {name: {b: e["auc"] for b, e in y["bins"].items()} for name, y in binned.items()}
-        pairs = {name: {b: e["num_pairs"] for b, e in y["bins"].items()} for name, y in binned.items()}
-        plot_yaw_bins(table, out / f"yaw_auc_{label}.png", f"AUC ({label})", chance=0.5, counts=pairs)
+    plot_yaw_auc({name: r.get("yaw_bins") for name, r in reports.items()}, out / f"yaw_auc_{label}.png", f"AUC ({label})")
     result = {"benchmarks": reports, "cfp_ff_minus_fp": cfp_gap(reports)}
     path = out / f"pairs_{label}.json"
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")

@@ -135,3 +135,14 @@ def plot_yaw_bins(table: Mapping[str, Mapping[str, float | None]], path: Path, m
         ax.legend(fontsize=8)
     ax.set_title(f"{metric_name} by {binned_by} (degrees)")
     return _save(fig, path)
+
+
+def plot_yaw_auc(yaw_bins: Mapping[str, Mapping | None], path: Path, metric_name: str = "AUC") -> Path | None:
+    """AUC by the pair's larger |yaw|, a bar per label with its pair count, from the ``yaw_bins`` of pair
+    reports (``yaw_binned_metrics``); labels without usable bins are left out, None when none has them."""
+    binned = {label: y for label, y in yaw_bins.items() if y is not None and y["note"] is None}
+    if not binned:
+        return None
+    table = {label: {name: e["auc"] for name, e in y["bins"].items()} for label, y in binned.items()}
+    pairs = {label: {name: e["num_pairs"] for name, e in y["bins"].items()} for label, y in binned.items()}
+    return plot_yaw_bins(table, path, metric_name, chance=0.5, counts=pairs)

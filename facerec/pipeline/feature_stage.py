@@ -35,7 +35,7 @@ from facerec.pipeline.spark import run_shards, spark_session
 from facerec.schemas import tables, zarr_layout as zl
 from facerec.schemas.zarr_layout import FeatureLayout, default_chunk_rows
 from facerec.store.feature_arrays import COMPRESSORS, create_feature_group, open_feature_group
-from facerec.store.fs import Location, read_parquet_checked, remove_tmp_debris, write_json_atomic, write_parquet_atomic
+from facerec.store.fs import Location, read_parquet_checked, remove_tmp_debris, write_json_atomic
 from facerec.store.layout import StoreLayout, shard_file
 from facerec.store.integrity import chunk_records, finished_stage_fields, write_recorded_parquet
 
@@ -332,6 +332,7 @@ def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) ->
     result.shards_skipped = len(shards) - len(todo)
     result.merge(_index_counts(index, sorted(done)))
     log.info("features %s: %d shards to compute, %d already done", layout.name, len(todo), len(done))
+    summaries: list[dict[str, Any]] = []
     if todo:
         spark = spark or spark_session(config.master, config.conf, app_name="facerec-features")
         summaries = run_shards(spark, todo, ShardJob(config.store, layout), description=f"features {layout.name}",
@@ -339,14 +340,12 @@ def run_features(config: FeaturesConfig, spark: "SparkSession | None" = None) ->
         for summary in summaries:
             result.merge(summary)
         result.shards_done = len(summaries)
-        shard_seconds = [s["seconds"] for s in summaries]
-    else:
-        summaries, shard_seconds = [], []
     remove_tmp_debris(index)   # temporary files of tasks killed before their commit (Spark redid them)
     result.seconds = time.perf_counter() - t0
     if result.rows_in != layout.num_rows:
         raise StoreError(f"features: {result.rows_in} index rows but the samples hold {layout.num_rows}")
     result.check_balanced()
+    shard_seconds = [s["seconds"] for s in summaries]
     timings = {key: round(sum(s["timing"][key] for s in summaries), 3) for key in summaries[0]["timing"]} if summaries else {}
     result.extra = {"valid": result.ok, "heatmap_dtype": layout.heatmap_dtype, "sigma": layout.sigma, "timings": timings}
     manifest = {

@@ -27,7 +27,7 @@ from facerec.evaluation.plots import plot_roc, plot_yaw_bins
 from facerec.evaluation.verification import cosine_scores, ten_fold_accuracy, yaw_binned_metrics
 from facerec.recognition.data import split_rows
 from facerec.recognition.inference import embed_dataset, load_run
-from facerec.store.fs import resolve, write_json_atomic
+from facerec.store.fs import atomic_local_path, resolve, write_json_atomic
 from facerec.store.open_store import open_feature_set
 from facerec.store.splits import make_verification_pairs
 from facerec.training.runs import EVAL_FILE, RunFolder
@@ -91,12 +91,10 @@ def head_summary(model: Any) -> dict | None:
 
 def save_pairs(path: Path, row_a: np.ndarray, row_b: np.ndarray, same: np.ndarray, folds: np.ndarray,
                scores: np.ndarray) -> Path:
-    """The scored pairs as a small npz (written atomically: a temporary file, then a rename)."""
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as f:
+    """The scored pairs as a small npz, written whole or not at all (``atomic_local_path``)."""
+    with atomic_local_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, row_a=np.asarray(row_a, np.int64), row_b=np.asarray(row_b, np.int64),
                  same=np.asarray(same, bool), fold=np.asarray(folds, np.int64), score=np.asarray(scores, np.float64))
-    tmp.replace(path)
     return path
 
 

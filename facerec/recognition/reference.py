@@ -24,7 +24,7 @@ from facerec.errors import StoreError
 from facerec.evaluation.pair_eval import DLIB_FALLBACK
 from facerec.evaluation.pair_report import pair_benchmark_report
 from facerec.evaluation.pairs import VerificationPair
-from facerec.evaluation.plots import plot_roc, plot_yaw_bins
+from facerec.evaluation.plots import plot_roc, plot_yaw_auc
 from facerec.recognition.evaluate import PAIRS_FILE, load_pairs
 from facerec.store.fs import resolve, write_json_atomic
 from facerec.store.open_store import open_feature_set
@@ -94,10 +94,10 @@ def write_reference(run_path: Path, result: dict[str, Any], rocs: dict[str, Any]
     if all(roc is not None for roc in rocs.values()):
         plots.append(plot_roc({label: (*rocs[label], models[label]["verification"]["auc"]) for label in models},
                               run.plot_path(ROC_PLOT), title="Held-out pairs: this run and dlib"))
-    yaw = {label: rep["yaw_bins"] for label, rep in models.items()}
-    if all(y is not None and y["note"] is None for y in yaw.values()):
-        table = {label: {name: e["auc"] for name, e in y["bins"].items()} for label, y in yaw.items()}
-        plots.append(plot_yaw_bins(table, run.plot_path(YAW_PLOT), "AUC", chance=0.5))
+    # both models are binned by the same store yaw: both have bins or neither has
+    yaw_plot = plot_yaw_auc({label: rep["yaw_bins"] for label, rep in models.items()}, run.plot_path(YAW_PLOT))
+    if yaw_plot is not None:
+        plots.append(yaw_plot)
     result["plots"] = [str(p.relative_to(run.path)) for p in plots]
     write_json_atomic(result, resolve(str(run.path / REFERENCE_FILE)), default=float)
     run.close()
