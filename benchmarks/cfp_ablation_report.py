@@ -2,6 +2,8 @@
 
 Kept apart from the training loop (``benchmarks/cfp_ablation.py``); rerunning that script over a finished
 work folder rebuilds this summary without training or embedding again (runs and embeddings are reused).
+``python -m benchmarks.cfp_ablation_report [RESULT.json]`` redraws the plot (an output, not committed) from
+a result file alone, by default ``benchmarks/results/cfp_ablation.json`` into ``cfp_ablation.png`` beside it.
 
 Two kinds of interval against the RGB arm, both paired:
 - over seeds: seed i of an arm minus seed i of RGB, resampling the seeds (what another training run would
@@ -206,3 +208,19 @@ def plot(result: dict, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    from benchmarks.common import RESULTS_DIR
+
+    parser = argparse.ArgumentParser(description="Redraw the CFP ablation's plot from its result file.")
+    parser.add_argument("result", nargs="?", type=Path, default=RESULTS_DIR / "cfp_ablation.json")
+    args = parser.parse_args(argv)
+    print(plot(json.loads(args.result.read_text()), args.result.with_suffix(".png")))
+
+
+if __name__ == "__main__":
+    main()
